@@ -1,0 +1,333 @@
+"""The shared VPD backbone: frozen VAE encoder + one UNet pass at a fixed timestep -> multi-scale features.
+
+Faithful to the original (vpd-reference §2):
+
+- the image (``[B,3,H,W]`` in ``[-1, 1]``) goes through the frozen VAE *encoder*; the latent is the posterior
+  mean, **not** multiplied by the SD scaling factor 0.18215 (VPD never applies it);
+- the UNet runs once at ``t = 1`` with no noise, conditioned on ``context`` (text embeddings already through
+  the text adapter); its output head (``conv_norm_out``/``conv_out``) is never run;
+- features are taken where VPD taps ldm's output blocks 1, 4, 7 and 11: the outputs of
+  ``up_blocks[0].resnets[1]``, ``up_blocks[1].attentions[1]``, ``up_blocks[2].attentions[1]`` and
+  ``up_blocks[3]`` (latent strides 8, 4, 2, 1; image strides 64, 32, 16, 8);
+- cross-attention maps (head mean, equal-weight mean over the down and up cross-attention layers of one
+  resolution) are concatenated to the features of that resolution: A32 (latent strides 2 and 4) by default,
+  A64 (also stride 1) or none as options; detached by default, since the original's checkpointed
+  transformer blocks produced maps without an autograd graph.
+
+Unlike the original, any input whose sides are multiples of 8 works, square or not (maps are keyed by
+down-sampling level, and diffusers forwards the up-sampling sizes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+from torch import nn
+
+from vpd_lightning.backbone.attention import (
+    CrossAttentionStore,
+    install_attention_capture,
+    remove_attention_capture,
+)
+
+__all__ = ["ATTENTION_LEVELS", "DiffusionBackbone"]
+
+#: Resolution levels (latent stride ``2**level``) whose cross-attention maps each variant uses.
+ATTENTION_LEVELS: dict[str, frozenset[int]] = {
+    "a32": frozenset({1, 2}),
+    "a64": frozenset({0, 1, 2}),
+    "none": frozenset(),
+}
+
+AttentionVariant = Literal["a32", "a64", "none"]
+
+
+class DiffusionBackbone(nn.Module):
+    """Stable Diffusion UNet (+ frozen VAE encoder) as a multi-scale perception backbone.
+
+    Args:
+        unet: a built diffusers ``UNet2DConditionModel`` with the SD-1.x topology (4 resolution levels,
+            at least 2 layers per block).
+        vae: a built diffusers ``AutoencoderKL``; only its encoder is kept (the decoder is deleted).
+        timestep: the single diffusion timestep the UNet is run at (VPD: 1).
+        attention: which cross-attention maps to concatenate: ``"a32"`` (VPD default), ``"a64"`` or ``"none"``.
+        detach_attention: cut the gradient through the maps (VPD behaviour) or keep it.
+        scale_latents: multiply latents by ``vae.config.scaling_factor`` (SD training convention; VPD: no).
+        sample_posterior: sample the VAE posterior instead of taking its mean (VPD: mean).
+        add_noise: noise the latent to ``timestep`` with the SD-1.5 DDPM schedule (VPD: no noise).
+        train_unet: fine-tune the UNet (VPD: yes); ``False`` freezes it.
+        gradient_checkpointing: trade compute for memory in the UNet (the original ran ldm with
+            ``use_checkpoint``; numerically the same features).
+        attention_impl: ``"fast"`` runs every attention layer through fused SDPA except the cross-attention
+            layers whose maps are used; ``"explicit"`` computes explicit softmax in every layer, as the
+            original code did (slower; same outputs up to float rounding).
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        vae: nn.Module,
+        *,
+        timestep: int = 1,
+        attention: AttentionVariant = "a32",
+        detach_attention: bool = True,
+        scale_latents: bool = False,
+        sample_posterior: bool = False,
+        add_noise: bool = False,
+        train_unet: bool = True,
+        gradient_checkpointing: bool = False,
+        attention_impl: Literal["fast", "explicit"] = "fast",
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTION_LEVELS:
+            raise ValueError(f"backbone.attention must be one of {sorted(ATTENTION_LEVELS)}, got '{attention}'")
+        if attention_impl not in ("fast", "explicit"):
+            raise ValueError(f"backbone.attention_impl must be 'fast' or 'explicit', got '{attention_impl}'")
+        if not 0 <= int(timestep) < 1000:
+            raise ValueError(f"backbone.timestep must be in [0, 1000), got {timestep}")
+        self._check_topology(unet)
+        self.unet = unet
+        self.vae = vae
+        if getattr(self.vae, "decoder", None) is not None:
+            del self.vae.decoder  # only the encoder is used
+        self.vae.requires_grad_(False)
+        self.vae.eval()
+        # The output head is never run: freeze it so optimizers and DDP never see it.
+        for name in ("conv_norm_out", "conv_out"):
+            module = getattr(self.unet, name, None)
+            if module is not None:
+                module.requires_grad_(False)
+        if not train_unet:
+            self.unet.requires_grad_(False)
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+
+        self.timestep = int(timestep)
+        self.attention = attention
+        self.attention_levels = ATTENTION_LEVELS[attention]
+        self.detach_attention = detach_attention
+        self.scale_latents = scale_latents
+        self.sample_posterior = sample_posterior
+        self.add_noise = add_noise
+        self.attention_impl = attention_impl
+        self.store = CrossAttentionStore()
+        self._previous_processors: dict | None = None
+        self._hooks: list = []
+        self._taps: dict[int, torch.Tensor] = {}
+        self.install()
+
+    # ------------------------------------------------------------------------------------------------ setup
+    @staticmethod
+    def _check_topology(unet: nn.Module) -> None:
+        cfg = unet.config
+        problems = []
+        if len(cfg.block_out_channels) != 4 or len(unet.up_blocks) != 4:
+            problems.append(f"4 resolution levels (got {len(cfg.block_out_channels)})")
+        layers = cfg.layers_per_block
+        layers = min(layers) if isinstance(layers, (list, tuple)) else layers
+        if layers < 2:
+            problems.append(f"at least 2 layers per block (got {cfg.layers_per_block})")
+        if getattr(cfg, "class_embed_type", None) is not None or getattr(cfg, "addition_embed_type", None):
+            problems.append("no class or addition embeddings")
+        if problems:
+            raise ValueError("DiffusionBackbone needs an SD-1.x-shaped UNet: " + "; ".join(problems))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None = None,
+        *,
+        unet_subfolder: str = "unet",
+        vae_subfolder: str = "vae",
+        torch_dtype: torch.dtype | str | None = None,
+        **options,
+    ) -> DiffusionBackbone:
+        """Build the backbone from a diffusers-format folder or hub id (default: Stable Diffusion v1.5)."""
+        from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, load_unet, load_vae
+
+        source = pretrained_model_name_or_path or DEFAULT_SD_PATH
+        kwargs = {}
+        if torch_dtype is not None:
+            kwargs["torch_dtype"] = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        unet = load_unet(source, unet_subfolder, **kwargs)
+        vae = load_vae(source, vae_subfolder, **kwargs)
+        return cls(unet, vae, **options)
+
+    def _tap_modules(self) -> dict[int, nn.Module]:
+        """Modules whose outputs are VPD's features, by level (0 = latent stride 1 ... 3 = stride 8)."""
+        taps = {}
+        for index, block in enumerate(self.unet.up_blocks[:-1]):
+            level = 3 - index
+            attentions = getattr(block, "attentions", None)
+            taps[level] = attentions[1] if attentions is not None and len(attentions) > 1 else block.resnets[1]
+        taps[0] = self.unet.up_blocks[-1]
+        return taps
+
+    def install(self) -> None:
+        """Install the capture processors and feature hooks (done by ``__init__``)."""
+        if self._previous_processors is not None:
+            return
+        levels = self.attention_levels
+        explicit = self.attention_impl == "explicit"
+        if levels or explicit:
+            self._previous_processors = install_attention_capture(self.unet, self.store, levels, explicit_all=explicit)
+        else:
+            self._previous_processors = {}
+        for level, module in self._tap_modules().items():
+            self._hooks.append(module.register_forward_hook(self._make_hook(level)))
+
+    def remove(self) -> None:
+        """Remove processors and hooks: the UNet is the stock diffusers model again."""
+        if self._previous_processors:
+            remove_attention_capture(self.unet, self._previous_processors)
+        self._previous_processors = None
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    def _make_hook(self, level: int):
+        def hook(module, args, output):
+            self._taps[level] = output[0] if isinstance(output, (tuple, list)) else output
+
+        return hook
+
+    def train(self, mode: bool = True) -> DiffusionBackbone:
+        super().train(mode)
+        self.vae.eval()  # frozen, always in inference mode
+        return self
+
+    # ----------------------------------------------------------------------------------------- introspection
+    @property
+    def context_dim(self) -> int:
+        """Width of the text context the UNet's cross-attention expects (768 for SD-1.5)."""
+        return int(self.unet.config.cross_attention_dim)
+
+    def out_channels(self, num_tokens: int) -> list[int]:
+        """Channels of the four outputs (strides 8, 16, 32, 64) for a context of ``num_tokens`` tokens.
+
+        Derived from ``unet.config.block_out_channels``; levels with attention maps add ``num_tokens``.
+        For SD-1.5 and A32 with 150 tokens: ``[320, 790, 1430, 1280]``.
+        """
+        channels = list(self.unet.config.block_out_channels)
+        return [c + (num_tokens if level in self.attention_levels else 0) for level, c in enumerate(channels)]
+
+    # ------------------------------------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Frozen VAE encoding of ``image`` in ``[-1, 1]`` to the latent the UNet sees."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        posterior = self.vae.encode(image.to(vae_dtype)).latent_dist
+        latents = posterior.sample() if self.sample_posterior else posterior.mode()
+        if self.scale_latents:
+            latents = latents * self.vae.config.scaling_factor
+        return latents.detach()
+
+    def _noise(self, latents: torch.Tensor) -> torch.Tensor:
+        # SD-1.5 schedule: scaled_linear betas from 0.00085 to 0.012 over 1000 steps.
+        betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+        alpha_bar = torch.cumprod(1.0 - betas, dim=0)[self.timestep].item()
+        return alpha_bar**0.5 * latents + (1 - alpha_bar) ** 0.5 * torch.randn_like(latents)
+
+    def _unet_features(self, sample: torch.Tensor, context: torch.Tensor, encoder_attention_mask=None) -> None:
+        """The UNet forward of diffusers, without its output head; taps land in ``self._taps``."""
+        unet = self.unet
+        upsample_factor = 2 ** unet.num_upsamplers
+        forward_upsample_size = any(s % upsample_factor != 0 for s in sample.shape[-2:])
+        if encoder_attention_mask is not None:
+            encoder_attention_mask = (1 - encoder_attention_mask.to(sample.dtype)) * -10000.0
+            encoder_attention_mask = encoder_attention_mask.unsqueeze(1)
+        timestep = torch.full((sample.shape[0],), self.timestep, device=sample.device, dtype=torch.long)
+        emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep))
+        sample = unet.conv_in(sample)
+        res_samples_all = (sample,)
+        self._sizes = {}
+        for level, block in enumerate(unet.down_blocks):
+            self._sizes[level] = tuple(sample.shape[-2:])
+            if getattr(block, "has_cross_attention", False):
+                sample, res = block(
+                    hidden_states=sample,
+                    temb=emb,
+                    encoder_hidden_states=context,
+                    encoder_attention_mask=encoder_attention_mask,
+                )
+            else:
+                sample, res = block(hidden_states=sample, temb=emb)
+            res_samples_all += res
+        if unet.mid_block is not None:
+            if getattr(unet.mid_block, "has_cross_attention", False):
+                sample = unet.mid_block(
+                    sample, emb, encoder_hidden_states=context, encoder_attention_mask=encoder_attention_mask
+                )
+            else:
+                sample = unet.mid_block(sample, emb)
+        for index, block in enumerate(unet.up_blocks):
+            res = res_samples_all[-len(block.resnets) :]
+            res_samples_all = res_samples_all[: -len(block.resnets)]
+            upsample_size = None
+            if index < len(unet.up_blocks) - 1 and forward_upsample_size:
+                upsample_size = res_samples_all[-1].shape[2:]
+            if getattr(block, "has_cross_attention", False):
+                sample = block(
+                    hidden_states=sample,
+                    temb=emb,
+                    res_hidden_states_tuple=res,
+                    encoder_hidden_states=context,
+                    upsample_size=upsample_size,
+                    encoder_attention_mask=encoder_attention_mask,
+                )
+            else:
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size)
+        # conv_norm_out / conv_act / conv_out (the noise-prediction head) are deliberately not run.
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Multi-scale features of ``image``.
+
+        Args:
+            image: ``[B, 3, H, W]`` in ``[-1, 1]``; ``H`` and ``W`` multiples of 8.
+            context: ``[B, N, D]`` text context (already through the text adapter), ``D = context_dim``.
+            context_mask: optional ``[B, N]`` boolean mask of context tokens to attend to (VPD attends to all).
+
+        Returns:
+            Four tensors, highest resolution first (image strides 8, 16, 32, 64), with channels
+            ``out_channels(N)``.
+        """
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be [B, 3, H, W], got {tuple(image.shape)}")
+        if image.shape[-2] % 8 or image.shape[-1] % 8:
+            raise ValueError(f"image sides must be multiples of 8 (the VAE's stride), got {tuple(image.shape[-2:])}")
+        if context.ndim != 3 or context.shape[0] != image.shape[0] or context.shape[-1] != self.context_dim:
+            raise ValueError(
+                f"context must be [B={image.shape[0]}, N, D={self.context_dim}], got {tuple(context.shape)}"
+            )
+        latents = self.encode(image)
+        if self.add_noise:
+            latents = self._noise(latents)
+        unet_dtype = self.unet.dtype
+        self.store.reset()
+        self._taps = {}
+        self._unet_features(latents.to(unet_dtype), context.to(unet_dtype), context_mask)
+        self.store.recording = False  # gradient-checkpoint recomputation must not add maps
+        features = [self._taps[level] for level in range(4)]
+        self._taps = {}
+        if self.attention_levels:
+            maps = self.store.aggregate(self._sizes)
+            self.store.reset()
+            for level in sorted(self.attention_levels):
+                attn = maps[level].to(features[level].dtype)
+                if self.detach_attention:
+                    attn = attn.detach()
+                features[level] = torch.cat([features[level], attn], dim=1)
+        return features
+
+    def extra_repr(self) -> str:
+        return (
+            f"timestep={self.timestep}, attention={self.attention}, detach_attention={self.detach_attention}, "
+            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}"
+        )

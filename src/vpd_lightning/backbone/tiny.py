@@ -1,0 +1,139 @@
+"""Tiny, randomly initialised Stable-Diffusion-shaped components, for the demo, tests and benchmarks.
+
+:func:`save_tiny_stable_diffusion` writes a UNet, a VAE, a CLIP text encoder and an offline byte-level CLIP
+tokenizer with ``save_pretrained`` into one diffusers-format folder, so the demo and tests load them back
+through exactly the ``from_pretrained`` path that real Stable Diffusion v1.5 weights take.
+
+The topology is SD-1.x's (CrossAttnDownBlock2D x3 + DownBlock2D, UpBlock2D + CrossAttnUpBlock2D x3, two
+layers per block, an 8x VAE), only narrower. :func:`sd15_unet_config` gives the full-size SD-1.5 UNet
+configuration for shape tests and benchmarks with random weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "TINY_TEXT_CONFIG",
+    "TINY_UNET_CONFIG",
+    "TINY_VAE_CONFIG",
+    "save_tiny_stable_diffusion",
+    "sd15_unet_config",
+    "write_byte_level_clip_tokenizer",
+]
+
+TINY_UNET_CONFIG = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(32, 32, 64, 64),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=32,
+    attention_head_dim=4,
+    norm_num_groups=16,
+)
+
+TINY_VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(16, 16, 32, 32),
+    layers_per_block=1,
+    norm_num_groups=16,
+)
+
+TINY_TEXT_CONFIG = dict(
+    hidden_size=32,
+    intermediate_size=37,
+    num_attention_heads=4,
+    num_hidden_layers=2,
+    max_position_embeddings=77,
+    projection_dim=32,
+)
+
+
+def sd15_unet_config() -> dict:
+    """The Stable Diffusion v1.5 UNet configuration (859.5 M parameters when built)."""
+    return dict(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable unicode table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+def write_byte_level_clip_tokenizer(folder: str | Path) -> Path:
+    """Write a 514-token CLIP BPE vocabulary with no merges (every byte its own token), offline.
+
+    Same special tokens and ids layout as CLIP (bytes, bytes + ``</w>``, then ``<|startoftext|>`` and
+    ``<|endoftext|>``), so ``CLIPTokenizer.from_pretrained(folder)`` gives a working tokenizer.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    units = list(_bytes_to_unicode().values())
+    vocab = units + [u + "</w>" for u in units] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return folder
+
+
+def save_tiny_stable_diffusion(root: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write tiny random ``unet/``, ``vae/``, ``text_encoder/`` and ``tokenizer/`` folders under ``root``.
+
+    Idempotent: an existing complete folder is kept unless ``overwrite``.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root = Path(root)
+    marker = root / "vpd_tiny.json"
+    if marker.exists() and not overwrite:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    tok_src = write_byte_level_clip_tokenizer(root / "_tokenizer_src")
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_src), model_max_length=77)
+    tokenizer.save_pretrained(str(root / "tokenizer"))
+    for path in tok_src.iterdir():
+        path.unlink()
+    tok_src.rmdir()
+
+    torch.manual_seed(seed)
+    UNet2DConditionModel(**TINY_UNET_CONFIG).save_pretrained(str(root / "unet"))
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(str(root / "vae"))
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY_TEXT_CONFIG,
+    )
+    CLIPTextModel(text_config).save_pretrained(str(root / "text_encoder"))
+    marker.write_text(json.dumps({"seed": seed, "kind": "tiny random SD-1.x-shaped components"}))
+    return root

@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from vpd_lightning.callbacks.summary import ValidationSummary
+
+__all__ = ["ValidationSummary"]

@@ -1,0 +1,27 @@
+"""Where the Hydra configs live, and the OmegaConf resolvers they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+__all__ = ["CONFIG_DIR", "register_resolvers"]
+
+#: Absolute path of the repository's ``conf/`` folder (works for ``python -m``, imports and console scripts).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _tiny_sd(path: str) -> str:
+    """``${vpd_tiny_sd:DIR}``: write the tiny random SD components to DIR once, return DIR."""
+    from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
+
+    return str(save_tiny_stable_diffusion(Path(path).expanduser()))
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("vpd_tiny_sd"):
+        OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
+
+
+register_resolvers()

@@ -1,0 +1,43 @@
+"""Evaluation entry point: ``python -m vpd_lightning.evaluate task=depth ckpt_path=...``.
+
+Runs the task's test protocol (for depth: full images, two shifted windows with flips, Eigen crop,
+1e-3..10 m, per-image metrics averaged) on the checkpoint and prints the metrics table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.train import build
+from vpd_lightning.utils import format_metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` with the configured task and data; return the metrics."""
+    ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
+    if not ckpt:
+        raise ValueError("evaluate needs ckpt_path=<checkpoint file> (e.g. outputs/depth/runs/.../checkpoints/best-*.ckpt)")
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"ckpt_path: checkpoint '{ckpt}' does not exist")
+    torch.set_float32_matmul_precision("high")
+    objects = build(cfg)
+    trainer = objects["trainer"]
+    results = trainer.test(objects["model"], datamodule=objects["datamodule"], ckpt_path=str(ckpt), verbose=False)
+    metrics = {k: float(v) for k, v in results[0].items()}
+    if trainer.is_global_zero:
+        print(format_metrics(metrics, f"test ({ckpt})"))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

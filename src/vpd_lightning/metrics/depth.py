@@ -1,0 +1,231 @@
+"""Monocular depth-estimation metrics following the VPD / GLPDepth NYUv2 evaluation protocol.
+
+The protocol reproduced here is the one of ``eval_depth`` / ``cropping_img`` in GLPDepth
+(``utils/metrics.py``) as used by VPD's ``depth/test.py``:
+
+* **Prediction clean-up.** ``inf`` values in the prediction are replaced by ``max_depth`` and
+  ``NaN`` values by ``min_depth`` before anything else (the reference does
+  ``pred[isinf(pred)] = max_depth; pred[isnan(pred)] = min_depth``).
+* **Valid pixels.** A pixel is evaluated iff its ground truth lies strictly inside the valid range,
+  ``min_depth < target < max_depth`` (so missing depth encoded as ``0`` is ignored), and, when
+  ``eigen_crop=True``, it lies inside the Eigen crop: rows ``45:471`` and columns ``41:601`` of a
+  480x640 image (scaled proportionally for other resolutions, see :func:`eigen_crop_mask`).
+* **Per-image metrics averaged over images.** Every metric is computed on the valid pixels of each
+  image separately and the final value is the mean of those per-image values over all evaluated
+  images (e.g. the reported RMSE is the mean of per-image RMSEs, not the RMSE of all pixels pooled
+  together). This is what the reference obtains by evaluating with batch size 1 and averaging.
+  Images without any valid pixel are skipped: they contribute neither to the sums nor to the
+  image count.
+* **Metrics.** With ``g`` the ground truth and ``p`` the prediction on the valid pixels:
+  ``d1/d2/d3`` = fraction of pixels with ``max(g/p, p/g) < 1.25, 1.25**2, 1.25**3``;
+  ``abs_rel = mean(|p-g|/g)``; ``sq_rel = mean((p-g)**2/g)``; ``rmse = sqrt(mean((p-g)**2))``;
+  ``rmse_log = sqrt(mean((ln p - ln g)**2))``; ``log10 = mean(|log10 p - log10 g|)``;
+  ``silog = sqrt(mean(d**2) - 0.5 * mean(d)**2)`` with ``d = ln p - ln g`` (no x100 / x10 scaling;
+  a value under the square root that is slightly negative because of rounding is clamped to 0).
+
+All computations are carried out in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+__all__ = ["DepthMetrics", "eigen_crop_mask"]
+
+# Eigen crop of the NYUv2 test set, defined on the 480x640 raw resolution (end indices exclusive).
+_EIGEN_REF_HEIGHT = 480
+_EIGEN_REF_WIDTH = 640
+_EIGEN_TOP, _EIGEN_BOTTOM = 45, 471
+_EIGEN_LEFT, _EIGEN_RIGHT = 41, 601
+
+
+def eigen_crop_mask(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
+    """Boolean mask of the Eigen crop for an image of size ``height`` x ``width``.
+
+    For 480x640 images the crop is exactly rows ``45:471`` and columns ``41:601`` (end exclusive),
+    as in GLPDepth / VPD. For other sizes the crop borders are scaled proportionally:
+    ``top = round(45 * H / 480)``, ``bottom = round(471 * H / 480)``,
+    ``left = round(41 * W / 640)``, ``right = round(601 * W / 640)`` (Python's built-in ``round``).
+
+    Args:
+        height: Image height ``H`` (> 0).
+        width: Image width ``W`` (> 0).
+        device: Device of the returned tensor.
+
+    Returns:
+        A ``torch.bool`` tensor of shape ``[H, W]`` that is ``True`` inside the crop.
+
+    Raises:
+        ValueError: If ``height`` or ``width`` is not a positive integer.
+    """
+    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
+        raise ValueError(f"eigen_crop_mask expects positive integer height/width, got height={height}, width={width}")
+    height, width = int(height), int(width)
+    top = round(_EIGEN_TOP * height / _EIGEN_REF_HEIGHT)
+    bottom = round(_EIGEN_BOTTOM * height / _EIGEN_REF_HEIGHT)
+    left = round(_EIGEN_LEFT * width / _EIGEN_REF_WIDTH)
+    right = round(_EIGEN_RIGHT * width / _EIGEN_REF_WIDTH)
+    mask = torch.zeros(height, width, dtype=torch.bool, device=device)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+class DepthMetrics(Metric):
+    """Standard monocular depth metrics (d1, d2, d3, AbsRel, SqRel, RMSE, RMSE-log, log10, SILog).
+
+    Follows the VPD / GLPDepth NYUv2 protocol (see the module docstring): ``inf``/``NaN`` in the
+    prediction are replaced by ``max_depth``/``min_depth``, only pixels with
+    ``min_depth < target < max_depth`` (and inside the Eigen crop if ``eigen_crop``) are evaluated,
+    metrics are computed per image and averaged over images. Images without any valid pixel are
+    skipped (not counted).
+
+    The state is one float64 sum of per-image values per metric plus an image count, all reduced
+    with ``"sum"``, so the result after a distributed sync is the mean over all images seen by all
+    processes.
+
+    Note:
+        :meth:`compute` raises if no valid image has been accumulated. Because ``forward`` (i.e.
+        ``metric(pred, target)``) computes the metric on the current batch alone, it raises too when
+        that batch holds no valid image; prefer ``update`` + ``compute`` for evaluation loops.
+        Predictions are expected to be positive (as produced by a depth head); non-positive values
+        on valid pixels give ``NaN``/``inf`` logarithmic metrics, exactly as in the reference.
+
+    Args:
+        min_depth: Lower bound (exclusive) of valid ground-truth depth, in metres; also the value
+            that replaces ``NaN`` predictions. Must be > 0.
+        max_depth: Upper bound (exclusive) of valid ground-truth depth, in metres; also the value
+            that replaces ``inf`` predictions. Must be > ``min_depth``.
+        eigen_crop: If ``True``, restrict the evaluation to the Eigen crop.
+        **kwargs: Forwarded to :class:`torchmetrics.Metric`.
+
+    Example:
+        >>> metric = DepthMetrics(max_depth=10.0)
+        >>> target = torch.full((1, 1, 2, 2), 2.0)
+        >>> metric.update(target.clone(), target)
+        >>> float(metric.compute()["rmse"])
+        0.0
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    METRIC_NAMES: tuple[str, ...] = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        min_depth = float(min_depth)
+        max_depth = float(max_depth)
+        if not math.isfinite(min_depth) or min_depth <= 0:
+            raise ValueError(f"DepthMetrics option `min_depth` must be a finite number > 0, got {min_depth}")
+        if not math.isfinite(max_depth) or max_depth <= min_depth:
+            raise ValueError(
+                f"DepthMetrics option `max_depth` must be a finite number > min_depth ({min_depth}), got {max_depth}"
+            )
+        self.min_depth = min_depth
+        self.max_depth = max_depth
+        self.eigen_crop = bool(eigen_crop)
+
+        for name in self.METRIC_NAMES:
+            self.add_state(f"{name}_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    @staticmethod
+    def _to_bhw(x: Tensor, name: str, pred_shape: torch.Size, target_shape: torch.Size) -> Tensor:
+        if x.ndim == 4 and x.shape[1] == 1:
+            return x[:, 0]
+        if x.ndim == 3:
+            return x
+        raise ValueError(
+            f"DepthMetrics.update expects `pred` and `target` of shape [B, 1, H, W] or [B, H, W]; got `{name}` with "
+            f"an unsupported shape (pred: {tuple(pred_shape)}, target: {tuple(target_shape)})"
+        )
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Accumulate the per-image metrics of a batch.
+
+        Args:
+            pred: Predicted depth in metres, shape ``[B, 1, H, W]`` or ``[B, H, W]``.
+            target: Ground-truth depth in metres, shape ``[B, 1, H, W]`` or ``[B, H, W]``; after
+                dropping the channel dimension it must have the same shape as ``pred``.
+
+        Raises:
+            ValueError: If a shape is unsupported or ``pred`` and ``target`` do not match.
+        """
+        pred_shape, target_shape = pred.shape, target.shape
+        p = self._to_bhw(pred, "pred", pred_shape, target_shape)
+        g = self._to_bhw(target, "target", pred_shape, target_shape)
+        if p.shape != g.shape:
+            raise ValueError(
+                "DepthMetrics.update expects `pred` and `target` with the same [B, H, W] shape (after removing a "
+                f"singleton channel dim of [B, 1, H, W]); got pred: {tuple(pred_shape)}, target: {tuple(target_shape)}"
+            )
+
+        p = p.detach().to(torch.float64)
+        g = g.detach().to(device=p.device, dtype=torch.float64)
+        # Reference clean-up of the prediction: inf -> max_depth, NaN -> min_depth.
+        p = torch.where(torch.isinf(p), torch.full_like(p, self.max_depth), p)
+        p = torch.where(torch.isnan(p), torch.full_like(p, self.min_depth), p)
+
+        valid = (g > self.min_depth) & (g < self.max_depth)
+        if self.eigen_crop:
+            valid = valid & eigen_crop_mask(g.shape[-2], g.shape[-1], device=g.device)
+
+        n = valid.flatten(1).sum(dim=1)  # [B] number of valid pixels per image
+        keep = n > 0
+        if not bool(keep.any()):
+            return
+        valid, p, g, n = valid[keep], p[keep], g[keep], n[keep].to(torch.float64)
+
+        # Neutral values outside the valid mask so no NaN/inf leaks in; every term is masked anyway.
+        ones = torch.ones_like(g)
+        p = torch.where(valid, p, ones)
+        g = torch.where(valid, g, ones)
+        w = valid.to(torch.float64)
+
+        def masked_mean(x: Tensor) -> Tensor:
+            return (x * w).flatten(1).sum(dim=1) / n
+
+        thresh = torch.maximum(g / p, p / g)
+        diff = p - g
+        diff_log = torch.log(p) - torch.log(g)
+        mean_diff_log = masked_mean(diff_log)
+        per_image = {
+            "d1": masked_mean((thresh < 1.25).to(torch.float64)),
+            "d2": masked_mean((thresh < 1.25**2).to(torch.float64)),
+            "d3": masked_mean((thresh < 1.25**3).to(torch.float64)),
+            "abs_rel": masked_mean(diff.abs() / g),
+            "sq_rel": masked_mean(diff.pow(2) / g),
+            "rmse": masked_mean(diff.pow(2)).sqrt(),
+            "rmse_log": masked_mean(diff_log.pow(2)).sqrt(),
+            "log10": masked_mean((torch.log10(p) - torch.log10(g)).abs()),
+            "silog": (masked_mean(diff_log.pow(2)) - 0.5 * mean_diff_log.pow(2)).clamp_min(0.0).sqrt(),
+        }
+        for name in self.METRIC_NAMES:
+            state = getattr(self, f"{name}_sum")
+            setattr(self, f"{name}_sum", state + per_image[name].sum().to(state))
+        self.num_images = self.num_images + keep.sum().to(self.num_images)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Mean of the per-image metrics over all accumulated (valid) images.
+
+        Returns:
+            Dict mapping each name of :attr:`METRIC_NAMES` to a float64 scalar tensor.
+
+        Raises:
+            RuntimeError: If no image with at least one valid pixel has been accumulated.
+        """
+        if int(self.num_images) == 0:
+            raise RuntimeError(
+                "DepthMetrics.compute: no valid image was seen (no image had a pixel with ground truth in the valid "
+                f"depth range {self.min_depth} < target < {self.max_depth}"
+                + (", inside the Eigen crop" if self.eigen_crop else "")
+                + ")"
+            )
+        count = self.num_images.to(torch.float64)
+        return {name: getattr(self, f"{name}_sum") / count for name in self.METRIC_NAMES}

@@ -1,0 +1,81 @@
+"""Shared LightningModule machinery of the VPD tasks: parameter groups, optimiser and schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch import LightningModule
+
+from vpd_lightning.backbone import DiffusionBackbone
+
+__all__ = ["VPDTask"]
+
+
+class VPDTask(LightningModule):
+    """Base of the task modules.
+
+    Subclasses set ``monitor``/``mode`` and implement the steps. The optimiser is a partial (Hydra
+    ``_partial_: true``) called with parameter groups built here:
+
+    - parameters under ``backbone.unet.`` get ``lr x unet_lr_mult``;
+    - 1-D parameters (norms, ``gamma``) and biases get no weight decay;
+    - frozen parameters (VAE, the UNet's unused output head) are left out.
+
+    Args:
+        backbone: the shared :class:`DiffusionBackbone`.
+        optimizer: partial optimiser, e.g. ``functools.partial(torch.optim.AdamW, lr=5e-4, weight_decay=0.1)``.
+        scheduler: partial schedule called as ``scheduler(optimizer, total_steps=..., max_epochs=...,
+            steps_per_epoch=...)`` and stepped every iteration; ``None`` for a constant lr.
+        unet_lr_mult: UNet learning-rate multiplier.
+    """
+
+    monitor: str = "val/loss"
+    mode: str = "min"
+
+    def __init__(
+        self,
+        backbone: DiffusionBackbone,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        unet_lr_mult: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.unet_lr_mult = float(unet_lr_mult)
+
+    def parameter_groups(self) -> list[dict]:
+        """Parameter groups with ``lr_scale`` and ``weight_decay`` set (see the class docstring)."""
+        base = getattr(self.optimizer_factory, "keywords", {})
+        lr = base.get("lr")
+        weight_decay = base.get("weight_decay", 0.0)
+        if lr is None:
+            raise ValueError("model.optimizer must set lr (e.g. `lr: 5.0e-4`)")
+        groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            scale = self.unet_lr_mult if name.startswith("backbone.unet.") else 1.0
+            decay = not (param.ndim <= 1 or name.endswith(".bias"))
+            groups.setdefault((scale, decay), []).append(param)
+        return [
+            {"params": params, "lr": lr * scale, "lr_scale": scale, "weight_decay": weight_decay if decay else 0.0}
+            for (scale, decay), params in groups.items()
+        ]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameter_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        trainer = self.trainer
+        total = int(trainer.estimated_stepping_batches)
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        steps_per_epoch = None
+        if max_epochs and trainer.max_steps in (-1, None):
+            steps_per_epoch = max(total // max_epochs, 1)
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=total, max_epochs=max_epochs, steps_per_epoch=steps_per_epoch
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,164 @@
+"""Monocular depth estimation with VPD (NYUv2): scene-class prompt -> diffusion backbone -> depth head."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vpd_lightning.backbone import DiffusionBackbone, TextAdapter
+from vpd_lightning.losses import SiLogLoss
+from vpd_lightning.metrics import DepthMetrics
+from vpd_lightning.tasks.base import VPDTask
+
+__all__ = ["DepthEstimationTask"]
+
+
+class DepthEstimationTask(VPDTask):
+    """VPD depth (vpd-reference §4).
+
+    The context is one token per image: the embedding of the image's scene class, refined by the text
+    adapter (``[B, 1, D]``). The input in ``[0, 1]`` is mapped to ``[-1, 1]`` and zero-padded at the bottom/right
+    to a multiple of ``input_padding`` (VPD pads 480 -> 512); the head crops the padding off again.
+
+    Evaluation follows VPD's ``test.py --flip_test --shift_window_test --shift_size 2``: the full image is cut
+    into ``shift_size`` square windows (side = image height) spread along the width, each predicted with its
+    horizontal flip, flip pairs averaged and windows averaged where they overlap.
+
+    Args:
+        backbone: the diffusion backbone (VPD depth uses it without attention maps).
+        head: partial head, called with ``in_channels=backbone.out_channels(1)``.
+        class_embeddings: ``[num_classes, D]`` scene-class embeddings (kept as a buffer, saved with the model).
+        optimizer, scheduler, unet_lr_mult: see :class:`VPDTask` (VPD: AdamW 5e-4, wd 0.1, UNet x0.01).
+        silog_lambda: variance weight of the SiLog loss (VPD: 0.5).
+        min_depth, max_depth: evaluation range in metres (VPD: 1e-3, 10).
+        input_padding: pad inputs to a multiple of this (VPD: 64); ``None`` runs the native size (diffusers
+            handles any multiple of 8), a deviation offered for speed.
+        flip_test, shift_window_test, shift_size: the evaluation protocol (VPD: True, True, 2).
+        eigen_crop: evaluate inside the Eigen crop (VPD: True).
+    """
+
+    monitor = "val/rmse"
+    mode = "min"
+
+    def __init__(
+        self,
+        backbone: DiffusionBackbone,
+        head: Callable[..., nn.Module],
+        class_embeddings: torch.Tensor,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        unet_lr_mult: float = 0.01,
+        silog_lambda: float = 0.5,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        input_padding: int | None = 64,
+        flip_test: bool = True,
+        shift_window_test: bool = True,
+        shift_size: int = 2,
+        eigen_crop: bool = True,
+    ) -> None:
+        super().__init__(backbone, optimizer, scheduler, unet_lr_mult)
+        self.save_hyperparameters(ignore=["backbone", "head", "class_embeddings", "optimizer", "scheduler"])
+        class_embeddings = torch.as_tensor(class_embeddings, dtype=torch.float32)
+        if class_embeddings.ndim != 2 or class_embeddings.shape[1] != backbone.context_dim:
+            raise ValueError(
+                f"class_embeddings must be [num_classes, {backbone.context_dim}] (the UNet's context width), "
+                f"got {list(class_embeddings.shape)}"
+            )
+        if input_padding is not None and input_padding % 8:
+            raise ValueError(f"model.input_padding must be a multiple of 8 or null, got {input_padding}")
+        if shift_size < 1:
+            raise ValueError(f"model.shift_size must be >= 1, got {shift_size}")
+        self.register_buffer("class_embeddings", class_embeddings)
+        self.text_adapter = TextAdapter(backbone.context_dim)
+        self.head = head(in_channels=backbone.out_channels(1), max_depth=max_depth)
+        self.criterion = SiLogLoss(silog_lambda)
+        self.input_padding = input_padding
+        self.val_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
+        self.test_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
+        self.examples: list[dict[str, torch.Tensor]] = []  # a few validation predictions, for pictures
+
+    # ------------------------------------------------------------------------------------------ model
+    def context(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, D]`` context: adapted embeddings of each image's scene class."""
+        return self.text_adapter(self.class_embeddings[class_ids]).unsqueeze(1)
+
+    def forward(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        """Depth in metres ``[B, 1, H, W]`` for ``image`` in ``[0, 1]`` of shape ``[B, 3, H, W]``."""
+        h, w = image.shape[-2:]
+        x = image * 2.0 - 1.0
+        if self.input_padding:
+            m = self.input_padding
+            x = F.pad(x, (0, math.ceil(w / m) * m - w, 0, math.ceil(h / m) * m - h), value=0.0)
+        elif h % 8 or w % 8:
+            raise ValueError(f"with model.input_padding=null the image sides must be multiples of 8, got {h}x{w}")
+        features = self.backbone(x, self.context(class_ids))
+        return self.head(features, (h, w))
+
+    @torch.no_grad()
+    def predict_depth(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        """VPD's test-time protocol on full images (sliding square windows + flips), ``[B, 1, H, W]``."""
+        b, _, h, w = image.shape
+        hp = self.hparams
+        if hp.shift_window_test and w > h and hp.shift_size > 1:
+            interval = (w - h) // (hp.shift_size - 1)
+            starts = [i * interval for i in range(hp.shift_size)]
+            win = h
+        else:
+            starts, win = [0], w
+        crops = torch.cat([image[..., s : s + win] for s in starts])  # [n*B, 3, h, win]
+        ids = class_ids.repeat(len(starts))
+        if hp.flip_test:
+            pred = self(torch.cat([crops, crops.flip(-1)]), torch.cat([ids, ids]))
+            n = crops.shape[0]
+            pred = (pred[:n] + pred[n:].flip(-1)) / 2
+        else:
+            pred = self(crops, ids)
+        canvas = image.new_zeros(b, 1, h, w)
+        count = image.new_zeros(1, 1, 1, w)
+        for i, s in enumerate(starts):
+            canvas[..., s : s + win] += pred[i * b : (i + 1) * b]
+            count[..., s : s + win] += 1
+        return canvas / count
+
+    # ------------------------------------------------------------------------------------------ steps
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self(batch["image"], batch["class_id"])
+        loss = self.criterion(pred, batch["depth"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict, metrics: DepthMetrics, batch_idx: int) -> torch.Tensor:
+        pred = self.predict_depth(batch["image"], batch["class_id"])
+        metrics.update(pred, batch["depth"])
+        if batch_idx == 0:
+            self.examples = [
+                {"image": batch["image"][i].cpu(), "depth": batch["depth"][i].cpu(), "pred": pred[i].cpu()}
+                for i in range(min(4, pred.shape[0]))
+            ]
+        return pred
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, batch_idx)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, batch_idx)
+
+    def _log_metrics(self, metrics: DepthMetrics, stage: str) -> None:
+        values = metrics.compute()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value.float(), prog_bar=name in ("rmse", "d1"))
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.predict_depth(batch["image"], batch["class_id"])
