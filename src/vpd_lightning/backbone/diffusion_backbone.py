@@ -117,6 +117,7 @@ class DiffusionBackbone(nn.Module):
         self._hooks: list = []
         self._taps: dict[int, torch.Tensor] = {}
         self.install()
+        self.train()  # from_pretrained leaves modules in eval mode; the frozen VAE stays there
 
     # ------------------------------------------------------------------------------------------------ setup
     @staticmethod

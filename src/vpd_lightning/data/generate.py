@@ -16,8 +16,9 @@ NYU Depth v2 layout, as used by VPD / GLPDepth / BTS (``root`` is the ``nyu_dept
 
 The images are rendered (vectorised numpy ray casting) from a pinhole camera standing in a
 box-shaped room with a few box-shaped pieces of furniture, so the depth map follows from what
-the image shows: perspective textures on the floor / walls / ceiling, Lambertian shading from a
-ceiling light, distance fog, and a scene-dependent palette.  Depth is the z-distance along the
+the image shows: perspective textures on the floor / walls / ceiling (tiles, planks, stripes,
+panels), Lambertian shading by surface normal, the fall-off of a lamp next to the camera plus
+distance fog (far is darker), and a scene-dependent palette and floor kind.  Depth is the z-distance along the
 optical axis in metres, clipped to [0.3, 9.9] m, with ~1-2 % invalid (0) pixels like Kinect data.
 
 CLI::
@@ -503,14 +504,15 @@ def _plan_nyuv2(num_train: int, num_test: int, scenes: tuple[str, ...], seed: in
     train: list[tuple[str, str, int]] = []
     used_dirs: set[str] = set()
     for scene, n in zip(scenes, per_scene):
+        per_dir = max(_FRAMES_PER_TRAIN_DIR, -(-n // 2000))  # at most 2000 of the 3996 names per scene
         while n > 0:
-            k = min(n, _FRAMES_PER_TRAIN_DIR)
+            k = min(n, per_dir)
             while True:
                 name = f"{scene}_{int(rng.integers(1, 1000)):04d}{'abcd'[int(rng.integers(4))]}"
                 if name not in used_dirs:
                     used_dirs.add(name)
                     break
-            frames = np.sort(rng.choice(1000, size=k, replace=False))
+            frames = np.sort(rng.choice(max(1000, 2 * k), size=k, replace=False))
             train.extend((scene, name, int(i)) for i in frames)
             n -= k
     train_scenes = [s for s, n in zip(scenes, per_scene) if n > 0]  # test scenes ⊆ train scenes

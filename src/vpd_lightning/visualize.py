@@ -1,0 +1,86 @@
+"""Pictures a person wants to look at: image | ground truth | prediction | error, with colour maps and scale bars."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+__all__ = ["colorize", "depth_panel"]
+
+
+def _turbo(x: np.ndarray) -> np.ndarray:
+    """Google's Turbo colour map (polynomial approximation), ``x`` in [0, 1] -> uint8 RGB."""
+    x = np.clip(x, 0.0, 1.0)[..., None]
+    powers = np.concatenate([np.ones_like(x), x, x**2, x**3, x**4, x**5], axis=-1)
+    coeffs = np.array(
+        [
+            [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+            [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+            [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+        ]
+    )
+    rgb = powers @ coeffs.T
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float, invalid: np.ndarray | None = None) -> np.ndarray:
+    """Map ``values`` to Turbo colours on ``[vmin, vmax]``; ``invalid`` pixels are black."""
+    rgb = _turbo((values - vmin) / max(vmax - vmin, 1e-8))
+    if invalid is not None:
+        rgb[invalid] = 0
+    return rgb
+
+
+def _scale_bar(width: int, vmin: float, vmax: float, unit: str) -> Image.Image:
+    bar = Image.new("RGB", (width, 22), "white")
+    ramp = colorize(np.linspace(vmin, vmax, max(width - 80, 2))[None].repeat(8, 0), vmin, vmax)
+    bar.paste(Image.fromarray(ramp), (40, 2))
+    draw = ImageDraw.Draw(bar)
+    draw.text((2, 0), f"{vmin:.1f}", fill="black")
+    draw.text((width - 38, 0), f"{vmax:.1f}{unit}", fill="black")
+    return bar
+
+
+def depth_panel(
+    images: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+    preds: Sequence[torch.Tensor],
+    max_depth: float = 10.0,
+    max_error: float | None = None,
+) -> Image.Image:
+    """Rows of RGB | ground truth | prediction | absolute error; depth in metres, 0 = no ground truth.
+
+    Depth columns share one colour scale (0 to the largest ground-truth depth), the error column its own;
+    both scales are drawn under the panel.
+    """
+    rows = []
+    vmax_d = min(max(float(t.max()) for t in targets), max_depth)
+    errors = [(p - t).abs() * (t > 0) for p, t in zip(preds, targets, strict=True)]
+    vmax_e = max_error or max(float(e.max()) for e in errors) or 1.0
+    for image, target, pred, err in zip(images, targets, preds, errors, strict=True):
+        rgb = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
+        gt = target.squeeze(0).numpy()
+        tiles = [
+            rgb,
+            colorize(gt, 0, vmax_d, invalid=gt <= 0),
+            colorize(pred.squeeze(0).numpy(), 0, vmax_d),
+            colorize(err.squeeze(0).numpy(), 0, vmax_e, invalid=gt <= 0),
+        ]
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    w = grid.width // 4
+    header = Image.new("RGB", (grid.width, 16), "white")
+    draw = ImageDraw.Draw(header)
+    for i, title in enumerate(["image", "ground truth", "prediction", "|error|"]):
+        draw.text((i * w + 4, 2), title, fill="black")
+    footer = Image.new("RGB", (grid.width, 22), "white")
+    footer.paste(_scale_bar(2 * w, 0, vmax_d, " m"), (w, 0))
+    footer.paste(_scale_bar(w, 0, vmax_e, " m"), (3 * w, 0))
+    out = Image.new("RGB", (grid.width, grid.height + 38), "white")
+    out.paste(header, (0, 0))
+    out.paste(grid, (0, 16))
+    out.paste(footer, (0, 16 + grid.height))
+    return out

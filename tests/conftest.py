@@ -1,0 +1,31 @@
+"""Test set-up: offline, two threads, tiny models and generated data sets made once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A tiny random SD-1.x-shaped diffusers folder (unet/, vae/, text_encoder/, tokenizer/)."""
+    from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
+
+    return save_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def nyu_root(tmp_path_factory):
+    """A small generated NYUv2 tree (``nyu_depth_v2`` folder): 8 train / 4 test images of 64x96."""
+    from vpd_lightning.data.generate import generate_nyuv2
+
+    return generate_nyuv2(tmp_path_factory.mktemp("data") / "nyu_depth_v2", 8, 4, 64, 96, seed=0)
