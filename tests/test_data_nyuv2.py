@@ -284,7 +284,9 @@ def test_datamodule_loaders(nyu):
     assert all(f.endswith(".jpg") for f in batch["filename"])
     assert len(loader) == NUM_TRAIN // 2
 
-    expected_names = [f"{d.strip('/').split('/')[0]}_{d.rsplit('/', 1)[1]}" for d, _ in _read_list(nyu / "test_list.txt")]
+    expected_names = [
+        f"{d.strip('/').split('/')[0]}_{d.rsplit('/', 1)[1]}" for d, _ in _read_list(nyu / "test_list.txt")
+    ]
     for make in (dm.val_dataloader, dm.test_dataloader, dm.predict_dataloader):
         batches = list(make())
         assert len(batches) == NUM_TEST

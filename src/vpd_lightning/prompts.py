@@ -131,7 +131,8 @@ def load_embeddings_file(path: str | os.PathLike, num_classes: int | None = None
     if (num_classes is not None and obj.shape[0] != num_classes) or (dim is not None and obj.shape[1] != dim):
         raise ValueError(
             f"class embeddings file '{path}' holds a tensor of shape {list(obj.shape)}, expected "
-            f"[{num_classes}, {dim}] (number of classes, text context width)"
+            f"[{num_classes if num_classes is not None else 'C'}, {dim if dim is not None else 'D'}] "
+            "(number of classes, text context width)"
         )
     return obj.float()
 
@@ -171,6 +172,7 @@ def class_embeddings(
     template_list = _templates(templates)
     key_data = {
         "encoder": _fingerprint(source, subfolder),
+        "tokenizer": _fingerprint(source, tokenizer_subfolder),
         "classes": class_names,
         "templates": template_list,
         "max_length": max_length,
@@ -180,8 +182,11 @@ def class_embeddings(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
     if cached.is_file():
-        emb = torch.load(cached, map_location="cpu", weights_only=True)
-        if dim is None or emb.shape[1] == dim:
+        try:
+            emb = torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed
+            emb = None
+        if isinstance(emb, torch.Tensor) and emb.shape[0] == len(class_names) and (dim is None or emb.shape[1] == dim):
             return emb
     encoder = load_text_encoder(source, subfolder)
     tokenizer = load_tokenizer(source, tokenizer_subfolder, vocab_size=encoder.config.vocab_size)

@@ -144,6 +144,11 @@ def load_tokenizer(
     tokenizer = _load(CLIPTokenizer, source, subfolder, "tokenizer", **kwargs)
     size = len(tokenizer)
     if size < 258 or (vocab_size is not None and size != vocab_size):
+        if _offline() and not _looks_local(str(source)):
+            raise WeightsNotFoundError(
+                f"tokenizer: hub id '{source}' (subfolder '{subfolder}') is not in the local Hugging Face cache and "
+                f"offline mode is on (HF_HUB_OFFLINE=1); transformers returned a {size}-token stand-in.\n" + _HOW_TO
+            )
         expected = f"{vocab_size} tokens (the text encoder's vocabulary)" if vocab_size else "at least 258 tokens"
         raise WeightsNotFoundError(
             f"tokenizer: loaded from '{source}' (subfolder '{subfolder}') with {size} tokens, expected {expected}; "

@@ -176,7 +176,9 @@ class NYUv2Dataset(Dataset):
                 depth = np.asarray(img)
         except (UnidentifiedImageError, OSError) as err:
             raise DataFormatError(f"{path}: cannot read the depth PNG ({err})") from err
-        if not mode.startswith("I;16") or depth.dtype != np.uint16:
+        if mode == "I" and depth.size and 0 <= depth.min() and depth.max() <= 65535:
+            depth = depth.astype(np.uint16)  # Pillow < 10.3 opens 16-bit PNGs as 32-bit "I"
+        if not (mode.startswith("I;16") or mode == "I") or depth.dtype != np.uint16:
             raise DataFormatError(
                 f"{path}: depth must be a single-channel 16-bit PNG in millimetres (uint16), got PIL mode '{mode}' "
                 f"({depth.dtype})"

@@ -87,6 +87,11 @@ class VPDDepthHead(nn.Module):
         if len(in_channels) != 4:
             raise ValueError(f"VPDDepthHead needs 4 input levels, got in_channels={in_channels}")
         c8, c16, c32, c64 = in_channels
+        if c8 % 16 or fusion_channels % 16:
+            raise ValueError(
+                f"VPDDepthHead uses GroupNorm(16): the stride-8 channels ({c8}) and head.fusion_channels "
+                f"({fusion_channels}) must be multiples of 16"
+            )
         self.max_depth = float(max_depth)
         self.total_stride = 2 ** len(num_filters) * 4  # decoder upsampling: deconvs x bilinear x4
         self.layer1 = nn.Sequential(

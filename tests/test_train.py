@@ -1,0 +1,102 @@
+"""Entry points: Hydra composition, in-process fast_dev_run, a short fit + evaluate, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from vpd_lightning.config import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(overrides: list[str]):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def common(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
+    return [
+        "task=depth",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={nyu_root}",
+        "data.crop_size=[48,48]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.head.fusion_channels=32",
+        "model.head.head_channels=16",
+        "model.class_embeddings.templates='a photo of a {}.'",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+    ]
+
+
+def test_default_config_is_the_paper_recipe():
+    cfg = make_cfg(["task=depth", "data.root=/nonexistent"])
+    assert cfg.model.optimizer.lr == 5e-4 and cfg.model.optimizer.weight_decay == 0.1
+    assert cfg.model.scheduler.min_lr == 3e-5 and cfg.model.unet_lr_mult == 0.01
+    assert cfg.trainer.max_epochs == 25 and cfg.data.batch_size == 3 and list(cfg.data.crop_size) == [480, 480]
+    assert cfg.backbone.timestep == 1 and cfg.backbone.attention == "none" and cfg.backbone.scale_latents is False
+    assert cfg.model.class_embeddings.templates == "imagenet80" and cfg.model.class_embeddings.max_length == 20
+    assert cfg.model.input_padding == 64 and cfg.model.shift_size == 2 and cfg.model.flip_test
+    assert cfg.sd_path.endswith("stable-diffusion-v1-5") and cfg.monitor == "val/rmse"
+    assert len(cfg.data.class_names) == 27 and cfg.data.cutdepth
+
+
+def test_fast_dev_run_in_process(nyu_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.train import train
+
+    cfg = make_cfg([*common(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr"])
+    metrics, objects = train(cfg)
+    assert objects["trainer"].global_step == 1
+    assert metrics["train/loss"] > 0
+    assert 0 < metrics["val/rmse"] < 10 and 0 <= metrics["val/d1"] <= 1
+    # the class embeddings were computed with the CLIP text encoder and cached on disk
+    assert len(list((tmp_path / "cache" / "prompts").glob("*.pt"))) == 1
+
+
+def test_fit_then_evaluate_checkpoint(nyu_root, tiny_sd_dir, tmp_path, capsys):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.train import train
+
+    overrides = [*common(nyu_root, tiny_sd_dir, tmp_path), "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    metrics, objects = train(make_cfg(overrides))
+    best = Path(objects["trainer"].checkpoint_callback.best_model_path)
+    assert best.is_file() and (best.parent / "last.ckpt").is_file()
+    assert (tmp_path / "out" / "csv" / "metrics.csv").is_file()
+    out = capsys.readouterr().out
+    assert "test/rmse" in out
+    evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}"]))
+    assert evaluated["test/rmse"] == pytest.approx(metrics["test/rmse"], rel=1e-5)
+
+
+def _run_cli(args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "vpd_lightning.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def test_cli_fast_dev_run(nyu_root, tiny_sd_dir, tmp_path):
+    args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
+    result = _run_cli([*args, "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val/rmse" in result.stdout + result.stderr
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
+def test_cli_missing_data_root_stops_at_once(tmp_path):
+    result = _run_cli(["task=depth", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode != 0
+    assert "NYUv2 test split not found" in result.stderr and "Expected layout" in result.stderr
+    assert "official_splits/test" in result.stderr
