@@ -33,7 +33,9 @@ def reference_taps(unet, latents, context, timestep=1):
         0: unet.up_blocks[3],
     }
     handles = [
-        m.register_forward_hook(lambda mod, a, out, lvl=lvl: taps.__setitem__(lvl, out[0] if isinstance(out, tuple) else out))
+        m.register_forward_hook(
+            lambda mod, a, out, lvl=lvl: taps.__setitem__(lvl, out[0] if isinstance(out, tuple) else out)
+        )
         for lvl, m in modules.items()
     ]
     with torch.no_grad():
@@ -194,7 +196,13 @@ def test_text_adapter_formula():
     e = torch.randn(3, 8)
     mlp = adapter.fc[2](torch.nn.functional.gelu(adapter.fc[0](e)))
     assert torch.allclose(adapter(e), e + 1e-4 * mlp)
-    assert [n for n, _ in adapter.named_parameters()] == ["gamma", "fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias"]
+    assert [n for n, _ in adapter.named_parameters()] == [
+        "gamma",
+        "fc.0.weight",
+        "fc.0.bias",
+        "fc.2.weight",
+        "fc.2.bias",
+    ]
 
 
 def test_sd15_channel_bookkeeping_without_weights():
@@ -226,5 +234,10 @@ def test_sd15_pyramid_full_size(size):
     with torch.no_grad():
         feats = backbone(torch.rand(1, 3, *size) * 2 - 1, torch.randn(1, 150, 768))
     h, w = size[0] // 8, size[1] // 8
-    expected = [(320, h, w), (790, -(-h // 2), -(-w // 2)), (1430, -(-h // 4), -(-w // 4)), (1280, -(-h // 8), -(-w // 8))]
+    expected = [
+        (320, h, w),
+        (790, -(-h // 2), -(-w // 2)),
+        (1430, -(-h // 4), -(-w // 4)),
+        (1280, -(-h // 8), -(-w // 8)),
+    ]
     assert [tuple(f.shape[1:]) for f in feats] == expected

@@ -32,14 +32,21 @@ def task(tiny_sd_dir):
 def test_head_shapes_sd15_channels_480_padded_to_512():
     """VPD: 480x480 crop padded to 512 -> fused 16x16 map cropped to 15x15 -> 480x480 depth."""
     head = VPDDepthHead([320, 640, 1280, 1280])
-    feats = [torch.randn(1, 320, 64, 64), torch.randn(1, 640, 32, 32), torch.randn(1, 1280, 16, 16), torch.randn(1, 1280, 8, 8)]
+    feats = [
+        torch.randn(1, 320, 64, 64),
+        torch.randn(1, 640, 32, 32),
+        torch.randn(1, 1280, 16, 16),
+        torch.randn(1, 1280, 8, 8),
+    ]
     assert head.out_layer[0].in_channels == 320 + 640 + 1280 + 1280
     assert head.out_layer[0].out_channels == 1536
     with torch.no_grad():
         out = head(feats, (480, 480))
     assert out.shape == (1, 1, 480, 480)
     assert (out > 0).all() and (out < 10).all()  # sigmoid x max_depth
-    assert [m.kernel_size for m in head.decoder.deconv_layers if isinstance(m, torch.nn.ConvTranspose2d)] == [(2, 2)] * 3
+    assert [m.kernel_size for m in head.decoder.deconv_layers if isinstance(m, torch.nn.ConvTranspose2d)] == [
+        (2, 2)
+    ] * 3
 
 
 def test_head_odd_sizes_native():
@@ -96,7 +103,9 @@ def test_parameter_groups(task):
         assert g["weight_decay"] == (0.0 if no_decay else 0.1), name
     assert not any(n.startswith("backbone.vae.") for n, p in names.items() if id(p) in by_id)
     assert id(task.text_adapter.gamma) in by_id and by_id[id(task.text_adapter.gamma)]["weight_decay"] == 0.0
-    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in names.values() if p.requires_grad)
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(
+        p.numel() for p in names.values() if p.requires_grad
+    )
 
 
 def test_forward_pads_and_crops(task):

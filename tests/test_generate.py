@@ -105,8 +105,11 @@ def test_layout_and_lists(nyu: Path):
     # nothing on disk that the lists do not mention
     on_disk = {p.relative_to(nyu / "sync").as_posix() for p in (nyu / "sync").rglob("*") if p.is_file()}
     assert on_disk == {p.lstrip("/") for pair in train for p in pair}
-    on_disk = {p.relative_to(nyu / "official_splits/test").as_posix()
-               for p in (nyu / "official_splits/test").rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(nyu / "official_splits/test").as_posix()
+        for p in (nyu / "official_splits/test").rglob("*")
+        if p.is_file()
+    }
     assert on_disk == {p.lstrip("/") for pair in test for p in pair}
     assert json.loads((nyu / ".generator.json").read_text())["complete"] is True
 
@@ -256,8 +259,24 @@ def test_depth_is_learnable_from_image(tmp_path: Path):
 def test_cli(tmp_path: Path, capsys):
     root = tmp_path / "cli" / "nyu_depth_v2"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)}
-    cmd = [sys.executable, "-m", "vpd_lightning.data.generate", "nyuv2", "--root", str(root),
-           "--num-train", "3", "--num-test", "2", "--height", "32", "--width", "40", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vpd_lightning.data.generate",
+        "nyuv2",
+        "--root",
+        str(root),
+        "--num-train",
+        "3",
+        "--num-test",
+        "2",
+        "--height",
+        "32",
+        "--width",
+        "40",
+        "--seed",
+        "1",
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert Path(res.stdout.strip()) == root

@@ -82,7 +82,11 @@ def test_fit_then_evaluate_checkpoint(nyu_root, tiny_sd_dir, tmp_path, capsys):
 def _run_cli(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
-        [sys.executable, "-m", "vpd_lightning.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "vpd_lightning.train", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -96,7 +100,23 @@ def test_cli_fast_dev_run(nyu_root, tiny_sd_dir, tmp_path):
 
 
 def test_cli_missing_data_root_stops_at_once(tmp_path):
-    result = _run_cli(["task=depth", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    result = _run_cli(
+        ["task=depth", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+    )
     assert result.returncode != 0
     assert "NYUv2 test split not found" in result.stderr and "Expected layout" in result.stderr
     assert "official_splits/test" in result.stderr
+
+
+def test_evaluate_requires_a_checkpoint(tmp_path):
+    from vpd_lightning.evaluate import evaluate
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["task=depth", f"ckpt_path={tmp_path / 'x.ckpt'}"])
+    assert cfg.train is False and cfg.test is True
+    with pytest.raises(FileNotFoundError, match="x.ckpt"):
+        evaluate(cfg)
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["task=depth"])
+    with pytest.raises(ValueError, match="ckpt_path="):
+        evaluate(cfg)

@@ -13,10 +13,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _tiny_sd(path: str) -> str:
-    """``${vpd_tiny_sd:DIR}``: write the tiny random SD components to DIR once, return DIR."""
+    """``${vpd_tiny_sd:DIR}``: the tiny SD components in DIR (written, random, if DIR holds none), return DIR."""
     from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
 
-    return str(save_tiny_stable_diffusion(Path(path).expanduser()))
+    return str(save_tiny_stable_diffusion(Path(path).expanduser(), vae_pretrain_steps=None))
 
 
 def register_resolvers() -> None:

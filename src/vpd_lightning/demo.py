@@ -1,8 +1,9 @@
 """The embedded default: VPD depth end to end on this machine, no downloads (``make demo``).
 
 1. writes a small data set in the exact NYUv2 layout (rendered rooms whose depth follows from the image);
-2. writes a tiny random SD-1.x-shaped UNet/VAE/CLIP + tokenizer with ``save_pretrained`` (loaded back through
-   the same ``from_pretrained`` path as real weights);
+2. writes a tiny SD-1.x-shaped UNet/VAE/CLIP + tokenizer with ``save_pretrained`` (loaded back through the same
+   ``from_pretrained`` path as real weights); all random except the VAE, which gets a few hundred autoencoder
+   steps first (a frozen *random* encoder scrambles the image; SD's real VAE keeps it);
 3. trains ``experiment=demo_depth`` through :func:`vpd_lightning.train.train` (the same code as the CLI) and
    evaluates the best checkpoint with the paper's protocol (shifted windows + flips, Eigen crop);
 4. compares with predicting the mean training depth everywhere, and writes a picture.
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-test", type=int, default=24)
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--width", type=int, default=160)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.max_epochs=2")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
     from vpd_lightning.config import CONFIG_DIR
     from vpd_lightning.data.generate import generate_nyuv2
     from vpd_lightning.metrics import DepthMetrics
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     root = generate_nyuv2(
         data_dir / "demo" / "nyu_depth_v2", args.num_train, args.num_test, args.height, args.width, seed=0
     )
-    print(f"[demo] NYUv2-layout data: {root} ({args.num_train} train / {args.num_test} test, {args.height}x{args.width})")
+    tiny_sd = save_tiny_stable_diffusion(data_dir / "demo" / "cache" / "tiny-sd", vae_pretrain_steps=150)
+    print(f"[demo] tiny SD-shaped components (VAE pre-trained as an autoencoder, the rest random): {tiny_sd}")
+    print(
+        f"[demo] NYUv2-layout data: {root} ({args.num_train} train / {args.num_test} test, {args.height}x{args.width})"
+    )
     overrides = [
         "experiment=demo_depth",
         f"paths.data_dir={data_dir}",

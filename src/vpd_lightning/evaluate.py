@@ -21,7 +21,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` with the configured task and data; return the metrics."""
     ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
     if not ckpt:
-        raise ValueError("evaluate needs ckpt_path=<checkpoint file> (e.g. outputs/depth/runs/.../checkpoints/best-*.ckpt)")
+        raise ValueError(
+            "evaluate needs ckpt_path=<checkpoint file> (e.g. outputs/depth/runs/.../checkpoints/best-*.ckpt)"
+        )
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"ckpt_path: checkpoint '{ckpt}' does not exist")
     torch.set_float32_matmul_precision("high")

@@ -104,7 +104,10 @@ def _fingerprint(source: str, subfolder: str) -> dict:
     folder = Path(source).expanduser() / subfolder
     if folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".json"})
-        return {"path": str(folder.resolve()), "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+        return {
+            "path": str(folder.resolve()),
+            "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        }
     try:  # a hub id: the cached snapshot path names the commit
         from huggingface_hub import try_to_load_from_cache
 
@@ -114,7 +117,9 @@ def _fingerprint(source: str, subfolder: str) -> dict:
         return {"hub": source}
 
 
-def load_embeddings_file(path: str | os.PathLike, num_classes: int | None = None, dim: int | None = None) -> torch.Tensor:
+def load_embeddings_file(
+    path: str | os.PathLike, num_classes: int | None = None, dim: int | None = None
+) -> torch.Tensor:
     """Load a ``[C, D]`` tensor file (e.g. VPD's ``nyu_class_embeddings.pth``); a dict with one tensor also works."""
     path = Path(path)
     if not path.is_file():

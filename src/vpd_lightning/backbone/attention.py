@@ -88,7 +88,9 @@ class CrossAttentionStore:
             h, w = sizes[level]
             stacked = torch.stack(maps, dim=0).mean(dim=0)  # [B, HW, N]
             if stacked.shape[1] != h * w:
-                raise RuntimeError(f"attention maps of level {level} have {stacked.shape[1]} positions, expected {h}x{w}")
+                raise RuntimeError(
+                    f"attention maps of level {level} have {stacked.shape[1]} positions, expected {h}x{w}"
+                )
             out[level] = stacked.transpose(1, 2).reshape(stacked.shape[0], stacked.shape[2], h, w)
         return out
 
@@ -210,4 +212,3 @@ def install_attention_capture(
 def remove_attention_capture(unet: nn.Module, previous: dict[str, object]) -> None:
     """Put back the processors returned by :func:`install_attention_capture`."""
     unet.set_attn_processor(dict(previous))
-

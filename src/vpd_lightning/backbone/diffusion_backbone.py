@@ -234,7 +234,7 @@ class DiffusionBackbone(nn.Module):
     def _unet_features(self, sample: torch.Tensor, context: torch.Tensor, encoder_attention_mask=None) -> None:
         """The UNet forward of diffusers, without its output head; taps land in ``self._taps``."""
         unet = self.unet
-        upsample_factor = 2 ** unet.num_upsamplers
+        upsample_factor = 2**unet.num_upsamplers
         forward_upsample_size = any(s % upsample_factor != 0 for s in sample.shape[-2:])
         if encoder_attention_mask is not None:
             encoder_attention_mask = (1 - encoder_attention_mask.to(sample.dtype)) * -10000.0

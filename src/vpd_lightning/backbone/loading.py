@@ -84,7 +84,9 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, **kwargs):
         try:
             return cls.from_pretrained(str(folder), subfolder=subfolder, **kwargs)
         except (OSError, ValueError) as err:
-            raise WeightsNotFoundError(f"{what}: could not load from '{folder / subfolder}': {err}\n" + _HOW_TO) from err
+            raise WeightsNotFoundError(
+                f"{what}: could not load from '{folder / subfolder}': {err}\n" + _HOW_TO
+            ) from err
     # A hub id: the local cache first, and never huggingface_hub's retry loop.
     try:
         return cls.from_pretrained(source, subfolder=subfolder, local_files_only=True, **kwargs)
@@ -103,7 +105,9 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, **kwargs):
     try:
         return cls.from_pretrained(source, subfolder=subfolder, **kwargs)
     except (OSError, ValueError) as err:
-        raise WeightsNotFoundError(f"{what}: could not load hub id '{source}' ({subfolder}): {err}\n" + _HOW_TO) from err
+        raise WeightsNotFoundError(
+            f"{what}: could not load hub id '{source}' ({subfolder}): {err}\n" + _HOW_TO
+        ) from err
 
 
 def load_unet(source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "unet", **kwargs):

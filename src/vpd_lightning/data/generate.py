@@ -129,36 +129,68 @@ _N_ROOM = 6  # boxes are 6, 7, ...
 # deterministically from their name.  floor kind: "tiles" | "wood" | "carpet".
 _PALETTES: dict[str, dict] = {
     "kitchen": dict(
-        floor=(0.82, 0.80, 0.74), floor_kind="tiles", wall=(0.93, 0.90, 0.80), ceiling=(0.96, 0.96, 0.94),
-        furniture=((0.85, 0.85, 0.88), (0.55, 0.36, 0.22), (0.70, 0.72, 0.74)), fog=(0.22, 0.20, 0.17),
+        floor=(0.82, 0.80, 0.74),
+        floor_kind="tiles",
+        wall=(0.93, 0.90, 0.80),
+        ceiling=(0.96, 0.96, 0.94),
+        furniture=((0.85, 0.85, 0.88), (0.55, 0.36, 0.22), (0.70, 0.72, 0.74)),
+        fog=(0.22, 0.20, 0.17),
     ),
     "office_kitchen": dict(
-        floor=(0.62, 0.64, 0.66), floor_kind="tiles", wall=(0.86, 0.88, 0.90), ceiling=(0.94, 0.95, 0.96),
-        furniture=((0.80, 0.82, 0.85), (0.25, 0.27, 0.30), (0.72, 0.60, 0.45)), fog=(0.17, 0.19, 0.22),
+        floor=(0.62, 0.64, 0.66),
+        floor_kind="tiles",
+        wall=(0.86, 0.88, 0.90),
+        ceiling=(0.94, 0.95, 0.96),
+        furniture=((0.80, 0.82, 0.85), (0.25, 0.27, 0.30), (0.72, 0.60, 0.45)),
+        fog=(0.17, 0.19, 0.22),
     ),
     "study_room": dict(
-        floor=(0.55, 0.38, 0.24), floor_kind="wood", wall=(0.84, 0.80, 0.68), ceiling=(0.93, 0.92, 0.88),
-        furniture=((0.42, 0.27, 0.16), (0.30, 0.33, 0.40), (0.65, 0.50, 0.32)), fog=(0.20, 0.16, 0.12),
+        floor=(0.55, 0.38, 0.24),
+        floor_kind="wood",
+        wall=(0.84, 0.80, 0.68),
+        ceiling=(0.93, 0.92, 0.88),
+        furniture=((0.42, 0.27, 0.16), (0.30, 0.33, 0.40), (0.65, 0.50, 0.32)),
+        fog=(0.20, 0.16, 0.12),
     ),
     "bedroom": dict(
-        floor=(0.66, 0.58, 0.50), floor_kind="carpet", wall=(0.78, 0.72, 0.82), ceiling=(0.95, 0.93, 0.95),
-        furniture=((0.90, 0.88, 0.84), (0.48, 0.30, 0.22), (0.40, 0.46, 0.62)), fog=(0.20, 0.17, 0.22),
+        floor=(0.66, 0.58, 0.50),
+        floor_kind="carpet",
+        wall=(0.78, 0.72, 0.82),
+        ceiling=(0.95, 0.93, 0.95),
+        furniture=((0.90, 0.88, 0.84), (0.48, 0.30, 0.22), (0.40, 0.46, 0.62)),
+        fog=(0.20, 0.17, 0.22),
     ),
     "bathroom": dict(
-        floor=(0.80, 0.86, 0.90), floor_kind="tiles", wall=(0.72, 0.84, 0.88), ceiling=(0.96, 0.97, 0.98),
-        furniture=((0.95, 0.95, 0.95), (0.60, 0.70, 0.75), (0.85, 0.85, 0.80)), fog=(0.14, 0.19, 0.22),
+        floor=(0.80, 0.86, 0.90),
+        floor_kind="tiles",
+        wall=(0.72, 0.84, 0.88),
+        ceiling=(0.96, 0.97, 0.98),
+        furniture=((0.95, 0.95, 0.95), (0.60, 0.70, 0.75), (0.85, 0.85, 0.80)),
+        fog=(0.14, 0.19, 0.22),
     ),
     "living_room": dict(
-        floor=(0.62, 0.46, 0.30), floor_kind="wood", wall=(0.88, 0.84, 0.74), ceiling=(0.95, 0.94, 0.90),
-        furniture=((0.52, 0.20, 0.18), (0.35, 0.45, 0.30), (0.30, 0.22, 0.16)), fog=(0.22, 0.17, 0.13),
+        floor=(0.62, 0.46, 0.30),
+        floor_kind="wood",
+        wall=(0.88, 0.84, 0.74),
+        ceiling=(0.95, 0.94, 0.90),
+        furniture=((0.52, 0.20, 0.18), (0.35, 0.45, 0.30), (0.30, 0.22, 0.16)),
+        fog=(0.22, 0.17, 0.13),
     ),
     "dining_room": dict(
-        floor=(0.48, 0.30, 0.18), floor_kind="wood", wall=(0.82, 0.74, 0.60), ceiling=(0.94, 0.92, 0.86),
-        furniture=((0.36, 0.20, 0.12), (0.75, 0.68, 0.55), (0.55, 0.15, 0.15)), fog=(0.20, 0.14, 0.10),
+        floor=(0.48, 0.30, 0.18),
+        floor_kind="wood",
+        wall=(0.82, 0.74, 0.60),
+        ceiling=(0.94, 0.92, 0.86),
+        furniture=((0.36, 0.20, 0.12), (0.75, 0.68, 0.55), (0.55, 0.15, 0.15)),
+        fog=(0.20, 0.14, 0.10),
     ),
     "office": dict(
-        floor=(0.40, 0.42, 0.46), floor_kind="carpet", wall=(0.82, 0.83, 0.84), ceiling=(0.92, 0.92, 0.92),
-        furniture=((0.28, 0.29, 0.32), (0.70, 0.66, 0.58), (0.20, 0.30, 0.45)), fog=(0.16, 0.17, 0.19),
+        floor=(0.40, 0.42, 0.46),
+        floor_kind="carpet",
+        wall=(0.82, 0.83, 0.84),
+        ceiling=(0.92, 0.92, 0.92),
+        furniture=((0.28, 0.29, 0.32), (0.70, 0.66, 0.58), (0.20, 0.30, 0.45)),
+        fog=(0.16, 0.17, 0.19),
     ),
 }
 _FLOOR_KINDS = ("tiles", "wood", "carpet")
@@ -350,7 +382,7 @@ def render_room(
         else:  # carpet: faint large checker with a fine diagonal weave
             s = rng.uniform(0.4, 0.8)
             checker = (np.floor(u / s) + np.floor(v / s)) % 2
-            weave = (np.floor((u + v) / 0.1) % 2)
+            weave = np.floor((u + v) / 0.1) % 2
             tex[m] = 1 + 0.05 * (2 * checker - 1) + 0.04 * (2 * weave - 1)
 
     # walls: vertical stripes (wallpaper) plus a dark baseboard; pictures / a window on walls
@@ -517,8 +549,10 @@ def _plan_nyuv2(num_train: int, num_test: int, scenes: tuple[str, ...], seed: in
             n -= k
     train_scenes = [s for s, n in zip(scenes, per_scene) if n > 0]  # test scenes ⊆ train scenes
     indices = np.sort(rng.choice(np.arange(1, 1450), size=num_test, replace=num_test > 1449))
-    test = [(train_scenes[j % len(train_scenes)], train_scenes[j % len(train_scenes)], int(i))
-            for j, i in enumerate(indices)]
+    test = [
+        (train_scenes[j % len(train_scenes)], train_scenes[j % len(train_scenes)], int(i))
+        for j, i in enumerate(indices)
+    ]
     if num_test > 1449:  # more test images than NYU has: keep indices unique anyway
         test = [(s, d, j + 1) for j, (s, d, _) in enumerate(test)]
     return train, test
@@ -588,8 +622,14 @@ def generate_nyuv2(
     scene_list = _check_scenes(scenes)
     root = Path(root)
     config = dict(
-        dataset="nyuv2", format_version=_FORMAT_VERSION, num_train=num_train, num_test=num_test,
-        height=height, width=width, seed=seed, scenes=list(scene_list),
+        dataset="nyuv2",
+        format_version=_FORMAT_VERSION,
+        num_train=num_train,
+        num_test=num_test,
+        height=height,
+        width=width,
+        seed=seed,
+        scenes=list(scene_list),
     )
     if _is_complete(root, config):
         return root
@@ -623,8 +663,13 @@ def generate_nyuv2(
 
 def _run_nyuv2(args: argparse.Namespace) -> Path:
     return generate_nyuv2(
-        args.root, num_train=args.num_train, num_test=args.num_test, height=args.height,
-        width=args.width, seed=args.seed, scenes=args.scenes,
+        args.root,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        scenes=args.scenes,
     )
 
 
@@ -636,8 +681,13 @@ def _add_nyuv2_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenes", nargs="+", default=None, metavar="SCENE",
-                   help=f"scenes from NYU's class list (default: {' '.join(NYU_DEFAULT_SCENES)})")
+    p.add_argument(
+        "--scenes",
+        nargs="+",
+        default=None,
+        metavar="SCENE",
+        help=f"scenes from NYU's class list (default: {' '.join(NYU_DEFAULT_SCENES)})",
+    )
     p.set_defaults(func=_run_nyuv2)
 
 

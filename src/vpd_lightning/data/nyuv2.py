@@ -72,9 +72,7 @@ def _read_list(list_file: Path, data_dir: Path) -> list[tuple[Path, Path]]:
         if not parts:
             continue
         if len(parts) < 2:
-            raise DataFormatError(
-                f"{list_file}:{number}: expected '<rgb path> <depth path>', got '{line.strip()}'"
-            )
+            raise DataFormatError(f"{list_file}:{number}: expected '<rgb path> <depth path>', got '{line.strip()}'")
         rgb, depth = (data_dir / p.lstrip("/") for p in parts[:2])
         for path in (rgb, depth):
             if not path.is_file():
@@ -184,7 +182,9 @@ class NYUv2Dataset(Dataset):
                 f"({depth.dtype})"
             )
         if depth.shape != shape:
-            raise DataFormatError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, its RGB image is {shape[1]}x{shape[0]}")
+            raise DataFormatError(
+                f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, its RGB image is {shape[1]}x{shape[0]}"
+            )
         return depth.astype(np.float32)
 
     def __getitem__(self, index: int) -> dict:

@@ -107,7 +107,9 @@ class VPDDepthHead(nn.Module):
                 nn.init.zeros_(m.bias)
         self.decoder = DepthDecoder(fusion_channels, head_channels, num_filters, deconv_kernels)
         self.last_layer_depth = nn.Sequential(
-            nn.Conv2d(head_channels, head_channels, 3, 1, 1), nn.ReLU(inplace=False), nn.Conv2d(head_channels, 1, 3, 1, 1)
+            nn.Conv2d(head_channels, head_channels, 3, 1, 1),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(head_channels, 1, 3, 1, 1),
         )
         for m in self.last_layer_depth:
             if isinstance(m, nn.Conv2d):
