@@ -220,19 +220,23 @@ def test_sd15_channel_bookkeeping_without_weights():
     assert backbone.context_dim == 768
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("size", [(512, 512), (480, 640)])
-def test_sd15_pyramid_full_size(size):
-    """The SD-1.5 UNet built from its config with random weights (859.5 M parameters)."""
+@pytest.fixture(scope="module")
+def sd15_backbone():
+    """The SD-1.5 UNet built from its config with random weights (859.5 M parameters), tiny VAE."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from vpd_lightning.backbone.tiny import TINY_VAE_CONFIG
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**sd15_unet_config())
-    backbone = DiffusionBackbone(unet, AutoencoderKL(**TINY_VAE_CONFIG), attention="a32")
+    return DiffusionBackbone(unet, AutoencoderKL(**TINY_VAE_CONFIG), attention="a32")
+
+
+@pytest.mark.parametrize("size", [(512, 512), (480, 640)])
+def test_sd15_pyramid_full_size(sd15_backbone, size):
+    assert sum(p.numel() for p in sd15_backbone.unet.parameters()) == 859_520_964
     with torch.no_grad():
-        feats = backbone(torch.rand(1, 3, *size) * 2 - 1, torch.randn(1, 150, 768))
+        feats = sd15_backbone(torch.rand(1, 3, *size) * 2 - 1, torch.randn(1, 150, 768))
     h, w = size[0] // 8, size[1] // 8
     expected = [
         (320, h, w),
