@@ -26,8 +26,8 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create the virtual environment and install the package (editable)
 
-demo: $(VENV)/.installed ## train + evaluate VPD depth on generated NYUv2-layout data with a tiny backbone (CPU, minutes)
-	$(PY) -m vpd_lightning.demo
+demo: $(VENV)/.installed ## train + evaluate a VPD task (TASK=depth|segmentation) on generated data with a tiny backbone (CPU, minutes)
+	$(PY) -m vpd_lightning.demo --task $(TASK)
 
 test: $(VENV)/.installed ## the default test suite (offline, CPU)
 	$(PY) -m pytest -q

@@ -19,9 +19,24 @@ def _tiny_sd(path: str) -> str:
     return str(save_tiny_stable_diffusion(Path(path).expanduser(), vae_pretrain_steps=None))
 
 
+def _class_names(dataset: str) -> list[str]:
+    """``${vpd_class_names:ade20k}`` / ``${vpd_class_names:nyuv2}``: a data set's class list, in label order."""
+    if dataset == "ade20k":
+        from vpd_lightning.data.generate import ADE20K_CLASSES
+
+        return list(ADE20K_CLASSES)
+    if dataset == "nyuv2":
+        from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES
+
+        return list(NYU_SCENE_CLASSES)
+    raise ValueError(f"vpd_class_names: unknown data set '{dataset}' (ade20k or nyuv2)")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
+    if not OmegaConf.has_resolver("vpd_class_names"):
+        OmegaConf.register_new_resolver("vpd_class_names", _class_names)
 
 
 register_resolvers()

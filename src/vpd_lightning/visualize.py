@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["colorize", "depth_panel"]
+__all__ = ["colorize", "depth_panel", "palette", "segmentation_panel"]
 
 
 def _turbo(x: np.ndarray) -> np.ndarray:
@@ -83,4 +83,47 @@ def depth_panel(
     out.paste(header, (0, 0))
     out.paste(grid, (0, 16))
     out.paste(footer, (0, 16 + grid.height))
+    return out
+
+
+def palette(num_classes: int, seed: int = 3) -> np.ndarray:
+    """A fixed, well-spread colour per class (uint8 ``[num_classes + 1, 3]``; the last row, for ignore, is black)."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 256, size=(num_classes, 3), dtype=np.int64).astype(np.uint8)
+    return np.concatenate([colours, np.zeros((1, 3), np.uint8)])
+
+
+def segmentation_panel(
+    images: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    preds: Sequence[torch.Tensor],
+    class_names: Sequence[str],
+    ignore_index: int = 255,
+    alpha: float = 0.6,
+) -> Image.Image:
+    """Rows of image | ground-truth overlay | prediction overlay, with a legend of the classes shown."""
+    colours = palette(len(class_names))
+    rows, shown = [], set()
+    for image, label, pred in zip(images, labels, preds, strict=True):
+        rgb = image.permute(1, 2, 0).clamp(0, 1).numpy() * 255
+        tiles = [rgb.astype(np.uint8)]
+        for lab in (label, pred):
+            lab = lab.numpy().astype(np.int64)
+            idx = np.where(lab == ignore_index, len(class_names), lab)
+            shown.update(np.unique(idx[idx < len(class_names)]).tolist())
+            tiles.append((rgb * (1 - alpha) + colours[idx] * alpha).astype(np.uint8))
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    legend_h = 14 * ((len(shown) + 3) // 4) + 4
+    out = Image.new("RGB", (grid.width, grid.height + 16 + legend_h), "white")
+    draw = ImageDraw.Draw(out)
+    w = grid.width // 3
+    for i, title in enumerate(["image", "ground truth", "prediction"]):
+        draw.text((i * w + 4, 2), title, fill="black")
+    out.paste(grid, (0, 16))
+    col_w = grid.width // 4
+    for k, cls in enumerate(sorted(shown)):
+        x, y = (k % 4) * col_w + 4, grid.height + 18 + 14 * (k // 4)
+        draw.rectangle([x, y + 2, x + 10, y + 12], fill=tuple(int(c) for c in colours[cls]))
+        draw.text((x + 14, y), f"{cls}: {class_names[cls].strip()}"[: col_w // 7], fill="black")
     return out

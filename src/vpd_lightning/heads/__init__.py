@@ -1,5 +1,6 @@
 """Task heads on the diffusion backbone's pyramid."""
 
 from vpd_lightning.heads.depth import DepthDecoder, VPDDepthHead
+from vpd_lightning.heads.fpn import FPN, ConvModule, FPNHead
 
-__all__ = ["DepthDecoder", "VPDDepthHead"]
+__all__ = ["FPN", "ConvModule", "DepthDecoder", "FPNHead", "VPDDepthHead"]

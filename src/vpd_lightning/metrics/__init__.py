@@ -1,5 +1,6 @@
 """Evaluation metrics (torchmetrics) for the VPD perception tasks."""
 
 from vpd_lightning.metrics.depth import DepthMetrics
+from vpd_lightning.metrics.segmentation import SegmentationMetrics
 
-__all__ = ["DepthMetrics"]
+__all__ = ["DepthMetrics", "SegmentationMetrics"]

@@ -2,5 +2,6 @@
 
 from vpd_lightning.tasks.base import VPDTask
 from vpd_lightning.tasks.depth import DepthEstimationTask
+from vpd_lightning.tasks.segmentation import SemanticSegmentationTask
 
-__all__ = ["DepthEstimationTask", "VPDTask"]
+__all__ = ["DepthEstimationTask", "SemanticSegmentationTask", "VPDTask"]

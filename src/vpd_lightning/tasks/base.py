@@ -57,13 +57,20 @@ class VPDTask(LightningModule):
         for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
-            scale = self.unet_lr_mult if name.startswith("backbone.unet.") else 1.0
-            decay = not (param.ndim <= 1 or name.endswith(".bias"))
-            groups.setdefault((scale, decay), []).append(param)
+            groups.setdefault(self.lr_scale_and_decay(name, param), []).append(param)
         return [
             {"params": params, "lr": lr * scale, "lr_scale": scale, "weight_decay": weight_decay if decay else 0.0}
             for (scale, decay), params in groups.items()
         ]
+
+    def lr_scale_and_decay(self, name: str, param: torch.nn.Parameter) -> tuple[float, bool]:
+        """Learning-rate multiplier and whether weight decay applies, for one trainable parameter.
+
+        Default (VPD depth's ``LDMOptimizerConstructor``): UNet parameters at ``unet_lr_mult``; no decay for
+        1-D parameters and biases. Tasks whose original recipe differs override this.
+        """
+        scale = self.unet_lr_mult if name.startswith("backbone.unet.") else 1.0
+        return scale, not (param.ndim <= 1 or name.endswith(".bias"))
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameter_groups())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["vpd_depth_factor", "vpd_depth_schedule"]
+__all__ = ["poly_factor", "poly_schedule", "vpd_depth_factor", "vpd_depth_schedule"]
 
 
 def vpd_depth_factor(step: int, max_lr: float, min_lr: float, half_steps: int, power: float = 0.9) -> float:
@@ -42,3 +42,34 @@ def vpd_depth_schedule(
         half = total_steps // 2
     # LambdaLR multiplies each group's own initial lr (max_lr x lr_scale) by the factor.
     return LambdaLR(optimizer, lambda i: vpd_depth_factor(i + 1, max_lr, min_lr, half, power))
+
+
+def poly_factor(step: int, total_steps: int, power: float = 1.0, warmup_steps: int = 0, warmup_ratio: float = 1e-6) -> float:
+    """mmcv's ``PolyLrUpdaterHook`` (min_lr 0) with its linear warm-up, as a factor of the base lr.
+
+    ``step`` is mmcv's 0-based ``runner.iter``: ``regular = (1 - step / total) ** power`` and, during the first
+    ``warmup_steps``, ``regular * (1 - (1 - step / warmup_steps) * (1 - warmup_ratio))``.
+    """
+    regular = max(1.0 - step / max(total_steps, 1), 0.0) ** power
+    if step < warmup_steps:
+        return regular * (1.0 - (1.0 - step / warmup_steps) * (1.0 - warmup_ratio))
+    return regular
+
+
+def poly_schedule(
+    optimizer: Optimizer,
+    *,
+    total_steps: int,
+    power: float = 1.0,
+    warmup_steps: int = 0,
+    warmup_ratio: float = 1e-6,
+    max_epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+) -> LambdaLR:
+    """Polynomial decay to 0 over ``total_steps`` iterations, with optional linear warm-up.
+
+    VPD ADE20K: power 1.0, 1500 warm-up iterations from ratio 1e-6 (mmseg ``schedule_80k``); VPD referring:
+    power 0.9, no warm-up (``LambdaLR`` of LAVT). ``max_epochs``/``steps_per_epoch`` are accepted and unused.
+    """
+    del max_epochs, steps_per_epoch
+    return LambdaLR(optimizer, lambda i: poly_factor(i, total_steps, power, warmup_steps, warmup_ratio))
