@@ -29,3 +29,11 @@ def nyu_root(tmp_path_factory):
     from vpd_lightning.data.generate import generate_nyuv2
 
     return generate_nyuv2(tmp_path_factory.mktemp("data") / "nyu_depth_v2", 8, 4, 64, 96, seed=0)
+
+
+@pytest.fixture(scope="session")
+def ade_root(tmp_path_factory):
+    """A small generated ADE20K tree (``ADEChallengeData2016`` folder): 8 training / 3 validation images."""
+    from vpd_lightning.data.generate import generate_ade20k
+
+    return generate_ade20k(tmp_path_factory.mktemp("data") / "ADEChallengeData2016", 8, 3, 64, 64, seed=0)

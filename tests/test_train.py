@@ -120,3 +120,39 @@ def test_evaluate_requires_a_checkpoint(tmp_path):
         cfg = compose("evaluate", overrides=["task=depth"])
     with pytest.raises(ValueError, match="ckpt_path="):
         evaluate(cfg)
+
+
+def test_segmentation_fast_dev_run_in_process(ade_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.train import train
+
+    overrides = [
+        "task=segmentation",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={ade_root}",
+        "data.crop_size=[48,48]",
+        "data.img_scale=[256,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.neck.out_channels=16",
+        "model.head.channels=16",
+        "model.crop_size=[48,48]",
+        "model.stride=[32,32]",
+        "model.test_scale=[256,64]",
+        "model.class_embeddings.max_length=16",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+    ]
+    metrics, objects = train(make_cfg(overrides))
+    model = objects["model"]
+    assert model.num_classes == 150 and model.context(1).shape == (1, 150, 32)
+    assert 0 <= metrics["val/miou"] <= 1 and 0 <= metrics["test/aacc"] <= 1
+    assert model.per_class_table and "wall" in model.per_class_table
+    best = objects["trainer"].checkpoint_callback.best_model_path
+    evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}"]))
+    assert evaluated["test/miou"] == pytest.approx(metrics["test/miou"], abs=1e-6)

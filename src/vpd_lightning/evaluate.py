@@ -33,6 +33,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in results[0].items()}
     if trainer.is_global_zero:
         print(format_metrics(metrics, f"test ({ckpt})"))
+        table = getattr(objects["model"], "per_class_table", None)
+        if table:
+            print(table)
     return metrics
 
 

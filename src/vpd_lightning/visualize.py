@@ -93,6 +93,16 @@ def palette(num_classes: int, seed: int = 3) -> np.ndarray:
     return np.concatenate([colours, np.zeros((1, 3), np.uint8)])
 
 
+def _tile(tiles: list[np.ndarray], height: int = 128) -> list[np.ndarray]:
+    """Scale images of different sizes to one height and pad them (white) to one width."""
+    scaled = [
+        np.asarray(Image.fromarray(t).resize((max(1, round(t.shape[1] * height / t.shape[0])), height), Image.NEAREST))
+        for t in tiles
+    ]
+    width = max(t.shape[1] for t in scaled)
+    return [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in scaled]
+
+
 def segmentation_panel(
     images: Sequence[torch.Tensor],
     labels: Sequence[torch.Tensor],
@@ -103,7 +113,7 @@ def segmentation_panel(
 ) -> Image.Image:
     """Rows of image | ground-truth overlay | prediction overlay, with a legend of the classes shown."""
     colours = palette(len(class_names))
-    rows, shown = [], set()
+    all_tiles, shown = [], set()
     for image, label, pred in zip(images, labels, preds, strict=True):
         rgb = image.permute(1, 2, 0).clamp(0, 1).numpy() * 255
         tiles = [rgb.astype(np.uint8)]
@@ -112,7 +122,9 @@ def segmentation_panel(
             idx = np.where(lab == ignore_index, len(class_names), lab)
             shown.update(np.unique(idx[idx < len(class_names)]).tolist())
             tiles.append((rgb * (1 - alpha) + colours[idx] * alpha).astype(np.uint8))
-        rows.append(np.concatenate(tiles, axis=1))
+        all_tiles.extend(tiles)
+    all_tiles = _tile(all_tiles)
+    rows = [np.concatenate(all_tiles[i : i + 3], axis=1) for i in range(0, len(all_tiles), 3)]
     grid = Image.fromarray(np.concatenate(rows, axis=0))
     legend_h = 14 * ((len(shown) + 3) // 4) + 4
     out = Image.new("RGB", (grid.width, grid.height + 16 + legend_h), "white")

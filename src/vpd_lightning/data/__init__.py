@@ -1,13 +1,18 @@
 """Data sets in their real on-disk layouts, their LightningDataModules, and generators of small look-alikes."""
 
+from vpd_lightning.data.ade20k import ADE20K_CLASSES, ADE20KDataModule, ADE20KDataset, SegmentationFolderDataset
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES, NYUv2DataModule, NYUv2Dataset, scene_class_id
 
 __all__ = [
+    "ADE20K_CLASSES",
     "NYU_SCENE_CLASSES",
+    "ADE20KDataModule",
+    "ADE20KDataset",
     "DataFormatError",
     "DatasetNotFoundError",
     "NYUv2DataModule",
     "NYUv2Dataset",
+    "SegmentationFolderDataset",
     "scene_class_id",
 ]

@@ -28,10 +28,7 @@ from vpd_lightning.data.seg_transforms import ADE20KTrainTransform
 
 __all__ = ["ADE20K_CLASSES", "ADE20KDataModule", "ADE20KDataset", "SegmentationFolderDataset"]
 
-try:  # the class list lives beside the generator, which writes it into objectInfo150.txt
-    from vpd_lightning.data.generate import ADE20K_CLASSES
-except ImportError:  # pragma: no cover - kept importable while the generator is edited
-    ADE20K_CLASSES = tuple(f"class_{i}" for i in range(150))
+from vpd_lightning.data.generate import ADE20K_CLASSES  # mmseg's order; the generator writes objectInfo150.txt
 
 LAYOUT = """\
   <root>/                       (the ADEChallengeData2016 folder)
@@ -110,14 +107,16 @@ class SegmentationFolderDataset(Dataset):
         image_path, label_path = self.images[index], self.labels[index]
         try:
             with Image.open(image_path) as img:
-                image = np.asarray(img.convert("RGB"))
+                image = np.array(img.convert("RGB"))
         except (UnidentifiedImageError, OSError) as err:
             raise DataFormatError(f"{image_path}: cannot read the image ({err})") from err
         try:
             with Image.open(label_path) as lab:
                 if lab.mode not in ("L", "P"):
-                    raise DataFormatError(f"{label_path}: labels must be an 8-bit single-channel PNG, got mode '{lab.mode}'")
-                label = np.asarray(lab)
+                    raise DataFormatError(
+                        f"{label_path}: labels must be an 8-bit single-channel PNG, got mode '{lab.mode}'"
+                    )
+                label = np.array(lab)
         except (UnidentifiedImageError, OSError) as err:
             raise DataFormatError(f"{label_path}: cannot read the annotation ({err})") from err
         if label.shape != image.shape[:2]:
@@ -209,7 +208,9 @@ class ADE20KDataModule(LightningDataModule):
         for split in ("validation",):
             for folder in (self.image_dirs.get(split), self.label_dirs.get(split)):
                 if folder is None or not Path(folder).is_dir():
-                    raise DatasetNotFoundError(f"ADE20K {split} split not found: '{folder}'. Expected layout:\n{LAYOUT}")
+                    raise DatasetNotFoundError(
+                        f"ADE20K {split} split not found: '{folder}'. Expected layout:\n{LAYOUT}"
+                    )
         self.train_set = self.val_set = None
 
     def _dataset(self, split: str, train: bool) -> SegmentationFolderDataset:

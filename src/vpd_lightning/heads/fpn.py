@@ -60,7 +60,9 @@ class FPN(nn.Module):
             raise ValueError(f"FPN expects {len(self.in_channels)} levels, got {len(inputs)}")
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs, strict=True)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[2:], mode="nearest"
+            )
         return [conv(x) for conv, x in zip(self.fpn_convs, laterals, strict=True)]
 
 

@@ -44,7 +44,9 @@ def vpd_depth_schedule(
     return LambdaLR(optimizer, lambda i: vpd_depth_factor(i + 1, max_lr, min_lr, half, power))
 
 
-def poly_factor(step: int, total_steps: int, power: float = 1.0, warmup_steps: int = 0, warmup_ratio: float = 1e-6) -> float:
+def poly_factor(
+    step: int, total_steps: int, power: float = 1.0, warmup_steps: int = 0, warmup_ratio: float = 1e-6
+) -> float:
     """mmcv's ``PolyLrUpdaterHook`` (min_lr 0) with its linear warm-up, as a factor of the base lr.
 
     ``step`` is mmcv's 0-based ``runner.iter``: ``regular = (1 - step / total) ** power`` and, during the first
