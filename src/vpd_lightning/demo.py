@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         root = generate.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
     print(
-        f"[demo] {args.task} data in the real layout: {root} ({num_train} train / {num_test} test, ~{size[0]}x{size[1]})"
+        f"[demo] {args.task} data in the real layout: {root} "
+        f"({num_train} train / {num_test} test, ~{size[0]}x{size[1]})"
     )
     overrides = [
         f"experiment=demo_{args.task}",
