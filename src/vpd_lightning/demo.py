@@ -24,6 +24,7 @@ import torch
 TASKS = {
     "depth": {"epochs": 10, "num_train": 192, "num_test": 24, "height": 120, "width": 160},
     "segmentation": {"epochs": 12, "num_train": 160, "num_test": 24, "height": 128, "width": 128},
+    "referring": {"epochs": 12, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
 }
 
 
@@ -109,6 +110,57 @@ def _segmentation_report(model, datamodule, metrics: dict, output: Path) -> dict
     return {"test": ours, "baseline": base, "miou_gain": gain, "picture": str(picture)}
 
 
+def _largest_object_masks(dataset) -> list[torch.Tensor]:
+    """For every evaluation sentence, the mask of the largest object of its image (the trivial baseline)."""
+    from PIL import Image
+
+    from vpd_lightning.data.refcoco import ReferData, decode_mask
+
+    data = ReferData.load(dataset.root, dataset.dataset, dataset.split_by)
+    by_file: dict[str, list] = {}
+    for ann in data.anns.values():
+        by_file.setdefault(data.images[ann["image_id"]]["file_name"], []).append(ann)
+    masks = []
+    for ref_index, _ in dataset.pairs:
+        item = dataset.items[ref_index]
+        candidates = [decode_mask(a["segmentation"], item.height, item.width) for a in by_file[item.image_path.name]]
+        largest = max(candidates, key=lambda m: int(m.sum()))
+        size = (dataset.image_size, dataset.image_size)
+        masks.append(torch.from_numpy(np.array(Image.fromarray(largest * 255).resize(size, Image.NEAREST)) > 0))
+    return masks
+
+
+def _referring_report(model, datamodule, metrics: dict, output: Path) -> dict:
+    from vpd_lightning.metrics import ReferringMetrics
+    from vpd_lightning.visualize import referring_panel
+
+    dataset = datamodule.test_set
+    baseline = ReferringMetrics()
+    for i, largest in enumerate(_largest_object_masks(dataset)):
+        baseline.update(largest[None], dataset[i]["mask"][None].bool())
+    base = {k: float(v) for k, v in baseline.compute().items()}
+    ours = {k.removeprefix("test/"): v for k, v in metrics.items() if k.startswith("test/")}
+    print(f"[demo] {dataset.dataset} ({dataset.split_by}) '{dataset.split}' split, every sentence, 2-class argmax")
+    print(f"  {'metric':<15}{'VPD (tiny)':>12}{'largest object':>16}")
+    for key in base:
+        print(f"  {key:<15}{ours[key]:>12.4f}{base[key]:>16.4f}")
+    gain = ours["oiou"] - base["oiou"]
+    verdict = "beats" if gain > 0 else "does NOT beat"
+    print(
+        f"[demo] VPD (tiny backbone) {verdict} the predict-the-largest-object baseline: oIoU {ours['oiou']:.3f} vs "
+        f"{base['oiou']:.3f} ({100 * gain:+.1f} points)"
+    )
+    model.eval()
+    samples = [dataset[i] for i in range(min(6, len(dataset)))]
+    with torch.no_grad():
+        preds = [model(s["image"][None], s["input_ids"][None], s["attention_mask"][None]).argmax(1)[0] for s in samples]
+    picture = output / "referring_demo.png"
+    referring_panel(
+        [s["image"] for s in samples], [s["mask"] for s in samples], preds, [s["sentence"] for s in samples]
+    ).save(picture)
+    return {"test": ours, "baseline": base, "oiou_gain": gain, "picture": str(picture)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="depth")
@@ -140,8 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
     size = (defaults["height"], defaults["width"])
     if args.task == "depth":
         root = generate.generate_nyuv2(data_dir / "demo" / "nyu_depth_v2", num_train, num_test, *size, seed=0)
-    else:
+    elif args.task == "segmentation":
         root = generate.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
+    else:
+        root = generate.generate_refcoco(data_dir / "demo" / "refer", "refcoco", "unc", num_train, *size, seed=0)
     print(
         f"[demo] {args.task} data in the real layout: {root} "
         f"({num_train} train / {num_test} test, ~{size[0]}x{size[1]})"
@@ -160,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     metrics, objects = train(cfg)
-    report = _depth_report if args.task == "depth" else _segmentation_report
+    report = {"depth": _depth_report, "segmentation": _segmentation_report, "referring": _referring_report}[args.task]
     summary = report(objects["model"], objects["datamodule"], metrics, output)
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print(f"[demo] picture: {summary['picture']}")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["colorize", "depth_panel", "palette", "segmentation_panel"]
+__all__ = ["colorize", "depth_panel", "palette", "referring_panel", "segmentation_panel"]
 
 
 def _turbo(x: np.ndarray) -> np.ndarray:
@@ -138,4 +138,33 @@ def segmentation_panel(
         x, y = (k % 4) * col_w + 4, grid.height + 18 + 14 * (k // 4)
         draw.rectangle([x, y + 2, x + 10, y + 12], fill=tuple(int(c) for c in colours[cls]))
         draw.text((x + 14, y), f"{cls}: {class_names[cls].strip()}"[: col_w // 7], fill="black")
+    return out
+
+
+def referring_panel(
+    images: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor],
+    preds: Sequence[torch.Tensor],
+    sentences: Sequence[str],
+) -> Image.Image:
+    """Rows of image | ground-truth mask | predicted mask (green overlays), each captioned with its sentence."""
+    tiles = []
+    for image, mask, pred in zip(images, masks, preds, strict=True):
+        rgb = image.permute(1, 2, 0).clamp(0, 1).numpy() * 255
+        tiles.append(rgb.astype(np.uint8))
+        for m in (mask, pred):
+            m = m.numpy().astype(bool)[..., None]
+            tiles.append(np.where(m, rgb * 0.4 + np.array([0, 255, 0]) * 0.6, rgb * 0.6).astype(np.uint8))
+    tiles = _tile(tiles)
+    rows = [np.concatenate(tiles[i : i + 3], axis=1) for i in range(0, len(tiles), 3)]
+    row_h = rows[0].shape[0] + 14
+    out = Image.new("RGB", (rows[0].shape[1], 16 + row_h * len(rows)), "white")
+    draw = ImageDraw.Draw(out)
+    w = rows[0].shape[1] // 3
+    for i, title in enumerate(["image", "ground truth", "prediction"]):
+        draw.text((i * w + 4, 2), title, fill="black")
+    for r, (row, sentence) in enumerate(zip(rows, sentences, strict=True)):
+        y = 16 + r * row_h
+        draw.text((4, y), f'"{sentence}"'[: row.shape[1] // 6], fill="black")
+        out.paste(Image.fromarray(row), (0, y + 14))
     return out

@@ -3,6 +3,7 @@
 from vpd_lightning.data.ade20k import ADE20K_CLASSES, ADE20KDataModule, ADE20KDataset, SegmentationFolderDataset
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES, NYUv2DataModule, NYUv2Dataset, scene_class_id
+from vpd_lightning.data.refcoco import REFER_SPLITS, RefCOCODataModule, RefCOCODataset, decode_mask
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -13,6 +14,10 @@ __all__ = [
     "DatasetNotFoundError",
     "NYUv2DataModule",
     "NYUv2Dataset",
+    "REFER_SPLITS",
+    "RefCOCODataModule",
+    "RefCOCODataset",
     "SegmentationFolderDataset",
+    "decode_mask",
     "scene_class_id",
 ]
