@@ -37,3 +37,11 @@ def ade_root(tmp_path_factory):
     from vpd_lightning.data.generate import generate_ade20k
 
     return generate_ade20k(tmp_path_factory.mktemp("data") / "ADEChallengeData2016", 8, 3, 64, 64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def refer_root(tmp_path_factory):
+    """A small generated RefCOCO (unc) tree in the LAVT layout: 16 images."""
+    from vpd_lightning.data.generate import generate_refcoco
+
+    return generate_refcoco(tmp_path_factory.mktemp("refer"), "refcoco", "unc", 16, 64, 80, seed=0)

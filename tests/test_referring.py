@@ -54,8 +54,13 @@ def test_forward_context_and_frozen_text_encoder(task, tiny_sd_dir):
     from vpd_lightning.backbone import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_sd_dir)
-    tokens = tokenizer(["the red circle", "blue square on the left"], padding="max_length", max_length=8,
-                       truncation=True, return_tensors="pt")
+    tokens = tokenizer(
+        ["the red circle", "blue square on the left"],
+        padding="max_length",
+        max_length=8,
+        truncation=True,
+        return_tensors="pt",
+    )
     context = task.context(tokens.input_ids)
     assert context.shape == (2, 8, 32)
     expected = task.text_encoder(input_ids=tokens.input_ids).last_hidden_state

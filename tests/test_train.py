@@ -156,3 +156,44 @@ def test_segmentation_fast_dev_run_in_process(ade_root, tiny_sd_dir, tmp_path):
     best = objects["trainer"].checkpoint_callback.best_model_path
     evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}"]))
     assert evaluated["test/miou"] == pytest.approx(metrics["test/miou"], abs=1e-6)
+
+
+def test_referring_fit_and_evaluate_in_process(refer_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.train import train
+
+    overrides = [
+        "task=referring",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={refer_root}",
+        "data.image_size=64",
+        "data.max_tokens=12",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+    ]
+    metrics, objects = train(make_cfg(overrides))
+    model = objects["model"]
+    assert model.head.conv1_4.in_channels == 64 + 64 + 12  # c4 + (c3 + 12 token maps)
+    assert 0 <= metrics["val/oiou"] <= 1 and 0 <= metrics["test/precision@0.5"] <= 1
+    best = objects["trainer"].checkpoint_callback.best_model_path
+    evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}"]))
+    assert evaluated["test/oiou"] == pytest.approx(metrics["test/oiou"], abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["depth", "segmentation", "referring"])
+def test_every_task_composes_with_the_paper_recipe(task):
+    cfg = make_cfg([f"task={task}"])
+    expected = {
+        "depth": ("val/rmse", 5e-4, 0.01),
+        "segmentation": ("val/miou", 8e-5, 0.1),
+        "referring": ("val/oiou", 5e-5, 1.0),
+    }[task]
+    assert (cfg.monitor, cfg.model.optimizer.lr, cfg.model.unet_lr_mult) == expected
+    assert cfg.backbone.attention == ("none" if task == "depth" else "a32")
