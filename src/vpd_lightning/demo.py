@@ -24,7 +24,7 @@ import torch
 TASKS = {
     "depth": {"epochs": 10, "num_train": 192, "num_test": 24, "height": 120, "width": 160},
     "segmentation": {"epochs": 12, "num_train": 160, "num_test": 24, "height": 128, "width": 128},
-    "referring": {"epochs": 12, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
+    "referring": {"epochs": 24, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
 }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from vpd_lightning.backbone import DiffusionBackbone, TextAdapter
@@ -160,8 +161,10 @@ class SemanticSegmentationTask(VPDTask):
         values = metrics.compute()
         for name in ("miou", "aacc", "macc"):
             self.log(f"{stage}/{name}", values[name].float(), prog_bar=name == "miou")
-        if stage == "test":
-            self.per_class_table = metrics.per_class_table()
+        self.per_class_table = metrics.per_class_table()
+        if stage == "val" and not self.trainer.sanity_checking:
+            rows = [r for r in self.per_class_table.splitlines() if not r.rstrip().endswith("nan")]
+            rank_zero_info(f"per-class IoU / Acc (%) at step {self.global_step} (classes seen):\n" + "\n".join(rows))
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
