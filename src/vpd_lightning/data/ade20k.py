@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.seg_transforms import ADE20KTrainTransform
 
@@ -171,7 +171,7 @@ class ADE20KDataset(SegmentationFolderDataset):
         super().__init__(root / "images" / split, root / "annotations" / split, **kwargs)
 
 
-class ADE20KDataModule(LightningDataModule):
+class ADE20KDataModule(VPDDataModule):
     """ADE20K (or any image/label folder pair) for VPD segmentation.
 
     ``batch_size`` is per device (VPD: 2 x 8 GPUs = 16). Validation and test use the validation split with
@@ -233,27 +233,3 @@ class ADE20KDataModule(LightningDataModule):
             self.train_set = self._dataset("training", train=True)
         if self.val_set is None:
             self.val_set = self._dataset("validation", train=False)
-
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, 1, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()

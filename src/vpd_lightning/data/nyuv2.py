@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.transforms import NYUTrainAugment, cutdepth, to_tensor_depth, to_tensor_image
 
@@ -204,7 +204,7 @@ class NYUv2Dataset(Dataset):
         }
 
 
-class NYUv2DataModule(LightningDataModule):
+class NYUv2DataModule(VPDDataModule):
     """NYUv2 for VPD depth: trains on ``sync/``, validates and tests on the 654 official test images.
 
     VPD validates on the test set every epoch and keeps the best epoch (vpd-reference §4.4); this module does
@@ -258,27 +258,4 @@ class NYUv2DataModule(LightningDataModule):
             self.train_set = self._dataset("train")
         if self.test_set is None:
             self.test_set = self._dataset("test")
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        self.val_set = self.test_set  # VPD validates on the test split every epoch

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 
 __all__ = [
@@ -490,7 +490,7 @@ class RefCOCODataset(Dataset):
 # --------------------------------------------------------------------------------------------------- datamodule
 
 
-class RefCOCODataModule(LightningDataModule):
+class RefCOCODataModule(VPDDataModule):
     """RefCOCO / RefCOCO+ / G-Ref for VPD referring segmentation.
 
     Trains on ``train_split`` (one random sentence per object per epoch), validates on ``val_split`` and tests
@@ -571,29 +571,3 @@ class RefCOCODataModule(LightningDataModule):
                 )
         for attr, split, train in wanted:
             setattr(self, attr, self._built[split, train])
-
-    def _loader(self, dataset: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("RefCOCODataModule.setup() has not built this split yet")
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.hparams.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

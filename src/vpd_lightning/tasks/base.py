@@ -32,6 +32,8 @@ class VPDTask(LightningModule):
 
     monitor: str = "val/loss"
     mode: str = "min"
+    #: metric names shown in the progress bar
+    prog_bar_metrics: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -86,3 +88,31 @@ class VPDTask(LightningModule):
             optimizer, total_steps=total, max_epochs=max_epochs, steps_per_epoch=steps_per_epoch
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: dict, metrics, batch_idx: int) -> None:
+        """Predict with the task's test protocol and update ``metrics`` (implemented by each task)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, batch_idx)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, batch_idx)
+
+    def _log_metrics(self, metrics, stage: str) -> None:
+        """Log every scalar of ``metrics.compute()`` as ``<stage>/<name>``, then reset the metric."""
+        for name, value in metrics.compute().items():
+            if value.ndim == 0:
+                self.log(f"{stage}/{name}", value.float(), prog_bar=name in self.prog_bar_metrics)
+        self.on_metrics_computed(metrics, stage)
+        metrics.reset()
+
+    def on_metrics_computed(self, metrics, stage: str) -> None:
+        """Hook after the metrics of a validation or test epoch are logged (e.g. per-class tables)."""
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")

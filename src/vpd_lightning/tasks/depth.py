@@ -43,6 +43,7 @@ class DepthEstimationTask(VPDTask):
 
     monitor = "val/rmse"
     mode = "min"
+    prog_bar_metrics = ("rmse", "d1")
 
     def __init__(
         self,
@@ -141,24 +142,6 @@ class DepthEstimationTask(VPDTask):
                 for i in range(min(4, pred.shape[0]))
             ]
         return pred
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, batch_idx)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, batch_idx)
-
-    def _log_metrics(self, metrics: DepthMetrics, stage: str) -> None:
-        values = metrics.compute()
-        for name, value in values.items():
-            self.log(f"{stage}/{name}", value.float(), prog_bar=name in ("rmse", "d1"))
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_depth(batch["image"], batch["class_id"])

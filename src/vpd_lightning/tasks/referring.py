@@ -37,6 +37,7 @@ class ReferringSegmentationTask(VPDTask):
 
     monitor = "val/oiou"
     mode = "max"
+    prog_bar_metrics = ("oiou",)
 
     def __init__(
         self,
@@ -119,23 +120,6 @@ class ReferringSegmentationTask(VPDTask):
                 }
                 for i in range(min(4, pred.shape[0]))
             ]
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, batch_idx)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, batch_idx)
-
-    def _log_metrics(self, metrics: ReferringMetrics, stage: str) -> None:
-        for name, value in metrics.compute().items():
-            self.log(f"{stage}/{name}", value.float(), prog_bar=name == "oiou")
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch["image"], batch["input_ids"], batch.get("attention_mask")).argmax(dim=1)

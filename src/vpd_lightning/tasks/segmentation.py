@@ -45,6 +45,7 @@ class SemanticSegmentationTask(VPDTask):
 
     monitor = "val/miou"
     mode = "max"
+    prog_bar_metrics = ("miou",)
 
     def __init__(
         self,
@@ -151,27 +152,11 @@ class SemanticSegmentationTask(VPDTask):
                 for i in range(min(4, pred.shape[0]))
             ]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, batch_idx)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, batch_idx)
-
-    def _log_metrics(self, metrics: SegmentationMetrics, stage: str) -> None:
-        values = metrics.compute()
-        for name in ("miou", "aacc", "macc"):
-            self.log(f"{stage}/{name}", values[name].float(), prog_bar=name == "miou")
+    def on_metrics_computed(self, metrics: SegmentationMetrics, stage: str) -> None:
         self.per_class_table = metrics.per_class_table()
         if stage == "val" and not self.trainer.sanity_checking:
             rows = [r for r in self.per_class_table.splitlines() if not r.rstrip().endswith("nan")]
             rank_zero_info(f"per-class IoU / Acc (%) at step {self.global_step} (classes seen):\n" + "\n".join(rows))
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_logits(batch["image"]).argmax(dim=1)
