@@ -53,9 +53,11 @@ def compose_config(task: str, overrides: list[str], output_dir: str | Path):
 
     from vpd_lightning.config import CONFIG_DIR
 
-    extra = [] if any(o.lstrip("+~").startswith("paths.output_dir=") for o in overrides) else [
-        f"paths.output_dir={output_dir}"
-    ]
+    extra = (
+        []
+        if any(o.lstrip("+~").startswith("paths.output_dir=") for o in overrides)
+        else [f"paths.output_dir={output_dir}"]
+    )
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"task={task}", *overrides, *extra], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -86,7 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compute the class embeddings from the config's prompts instead of taking the checkpoint's",
     )
     parser.add_argument(
-        "--allow-unexpected", action="store_true", help="write the checkpoint even if some source keys are not understood"
+        "--allow-unexpected",
+        action="store_true",
+        help="write the checkpoint even if some source keys are not understood",
     )
     parser.add_argument(
         "--allow-missing",

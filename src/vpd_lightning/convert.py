@@ -1,6 +1,6 @@
 """Convert VPD's released task checkpoints (original key layout) into this framework's Lightning checkpoints.
 
-VPD ships one checkpoint per task, each in its own layout (vpd-reference §6):
+VPD ships one checkpoint per task, each in its own layout:
 
 - depth (``vpd_depth_480x480.pth``): ``{'model': state_dict, ...}``; the backbone, text adapter, class embeddings
   and the first head layers under ``encoder.`` (``encoder.unet.unet.diffusion_model.*`` is the ldm UNet, without
@@ -367,13 +367,16 @@ def load_original_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file is not a readable checkpoint, or holds no state dict (the message names the file).
     """
+    return _load_original(path)[0]
+
+
+def _load_original(path: str | os.PathLike) -> tuple[dict[str, Tensor], int]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     obj = _read_checkpoint_file(path)
     state_dict = _extract_state_dict(obj, f"checkpoint '{path}'")
-    state_dict, _ = _strip_module_prefix(state_dict)
-    return state_dict
+    return _strip_module_prefix(state_dict)
 
 
 def _strip_module_prefix(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], int]:
@@ -651,7 +654,11 @@ def lightning_checkpoint(
     state_dict: Mapping[str, Tensor], model: nn.Module, report: ConversionReport | None = None
 ) -> dict[str, Any]:
     """A checkpoint dict that ``Trainer.test/validate/predict(model, ckpt_path=...)`` and
-    ``Task.load_from_checkpoint`` (given the non-saved modules) accept."""
+    ``Task.load_from_checkpoint`` (given the non-saved modules) accept.
+
+    It carries weights, not a training state: to fine-tune from it, load the weights into the model
+    (``model.load_state_dict(ckpt['state_dict'])``) rather than resuming ``fit`` with ``ckpt_path``.
+    """
     import lightning
 
     checkpoint: dict[str, Any] = {
@@ -660,7 +667,8 @@ def lightning_checkpoint(
         "hyper_parameters": _plain(dict(getattr(model, "hparams", {}))),
         "epoch": 0,
         "global_step": 0,
-        "loops": {},
+        # no "loops" entry: Lightning restores loop progress only when it is there, and an empty dict makes
+        # trainer.test/validate fail (KeyError 'test_loop')
         "optimizer_states": [],
         "lr_schedulers": [],
         "callbacks": {},
@@ -711,7 +719,7 @@ def convert_checkpoint(
         FileNotFoundError, ValueError (incl. :class:`ConversionError`): see :func:`load_original_state_dict` and
             :func:`convert_vpd_state_dict`.
     """
-    state_dict = load_original_state_dict(src)
+    state_dict, stripped = _load_original(src)
     try:
         converted, report = convert_vpd_state_dict(
             state_dict, model, task, allow_unexpected=allow_unexpected, allow_missing=allow_missing
@@ -721,5 +729,7 @@ def convert_checkpoint(
             err.report.source = str(src)
         raise ConversionError(f"'{src}': {err}", err.report) from err
     report.source = str(src)
+    if stripped:
+        report.notes.insert(0, f"removed the 'module.' prefix from {stripped} key(s)")
     save_lightning_checkpoint(converted, model, dst, report)
     return report
