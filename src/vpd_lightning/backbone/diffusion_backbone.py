@@ -143,13 +143,16 @@ class DiffusionBackbone(nn.Module):
         unet_subfolder: str = "unet",
         vae_subfolder: str = "vae",
         torch_dtype: torch.dtype | str | None = None,
+        single_file_config: str | os.PathLike | None = None,
         **options,
     ) -> DiffusionBackbone:
-        """Build the backbone from a diffusers-format folder or hub id (default: Stable Diffusion v1.5)."""
+        """Build the backbone from a diffusers-format folder, a hub id (default: Stable Diffusion v1.5) or an
+        original single-file checkpoint (``.ckpt``/``.safetensors``, e.g. ``v1-5-pruned-emaonly.ckpt``), whose
+        component configurations come from ``single_file_config`` (default: SD-1.5's, shipped in the package)."""
         from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, load_unet, load_vae
 
         source = pretrained_model_name_or_path or DEFAULT_SD_PATH
-        kwargs = {}
+        kwargs = {"single_file_config": single_file_config} if single_file_config is not None else {}
         if torch_dtype is not None:
             kwargs["torch_dtype"] = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
         unet = load_unet(source, unet_subfolder, **kwargs)

@@ -15,7 +15,9 @@ from urllib.parse import urlparse
 
 __all__ = [
     "DEFAULT_SD_PATH",
+    "SD15_CONFIG_DIR",
     "WeightsNotFoundError",
+    "is_single_file",
     "load_text_encoder",
     "load_tokenizer",
     "load_unet",
@@ -24,6 +26,11 @@ __all__ = [
 
 #: Hub id of Stable Diffusion v1.5 (the former ``runwayml/stable-diffusion-v1-5``).
 DEFAULT_SD_PATH = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+#: Component configurations of SD-1.5 shipped with the package, for single-file checkpoints offline.
+SD15_CONFIG_DIR = Path(__file__).resolve().parent / "sd_configs" / "sd15"
+
+SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors")
 
 _HOW_TO = (
     "Provide Stable Diffusion v1.5 weights in the diffusers layout in one of these ways:\n"
@@ -64,13 +71,53 @@ def _looks_local(source: str) -> bool:
     )
 
 
-def _load(cls, source: str | os.PathLike, subfolder: str, what: str, **kwargs):
-    source = str(source)
-    if source.endswith((".ckpt", ".safetensors", ".pth", ".bin")):
+def is_single_file(source: str | os.PathLike | None) -> bool:
+    """Whether ``source`` names an original-layout single-file checkpoint (``.ckpt`` / ``.safetensors``)."""
+    return source is not None and str(source).endswith(SINGLE_FILE_SUFFIXES)
+
+
+def _load_single_file(cls, source: str, subfolder: str, what: str, config: str | os.PathLike | None, **kwargs):
+    """An SD component from an original-layout single file, with configurations from ``config`` (offline)."""
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{what}: single-file checkpoint '{path}' does not exist.\n" + _HOW_TO)
+    config_dir = Path(config).expanduser() if config else SD15_CONFIG_DIR
+    if not (config_dir / subfolder / "config.json").is_file():
         raise WeightsNotFoundError(
-            f"{what}: '{source}' is a single-file checkpoint; this loader takes a diffusers-format folder or hub id.\n"
-            + _HOW_TO
+            f"{what}: no '{subfolder}/config.json' in the single-file configuration folder '{config_dir}' "
+            "(backbone.single_file_config: a diffusers-layout folder of component configs; default SD-1.5's)"
         )
+    try:
+        if what == "text encoder":
+            from diffusers.loaders.single_file_utils import (
+                create_diffusers_clip_model_from_ldm,
+                load_single_file_checkpoint,
+            )
+
+            checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
+            return create_diffusers_clip_model_from_ldm(
+                cls, checkpoint, subfolder=subfolder, config=str(config_dir), local_files_only=True, **kwargs
+            )
+        return cls.from_single_file(
+            str(path), config=str(config_dir), subfolder=subfolder, local_files_only=True, **kwargs
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise WeightsNotFoundError(
+            f"{what}: could not load the single-file checkpoint '{path}' with the configurations of '{config_dir}' "
+            f"({type(err).__name__}: {err})"
+        ) from err
+
+
+def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file_config=None, **kwargs):
+    source = str(source)
+    if is_single_file(source):
+        if what == "tokenizer":
+            raise WeightsNotFoundError(
+                f"tokenizer: '{source}' is a single-file checkpoint, which holds no tokenizer; point the tokenizer at a "
+                "diffusers-format folder or hub id (e.g. data.tokenizer=... for referring segmentation), or give "
+                "the class embeddings as a file (model.class_embeddings.embeddings_file=...)."
+            )
+        return _load_single_file(cls, source, subfolder, what, single_file_config, **kwargs)
     if _looks_local(source):
         folder = Path(source).expanduser()
         config = folder / subfolder / "config.json" if subfolder else folder / "config.json"
@@ -111,7 +158,7 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, **kwargs):
 
 
 def load_unet(source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "unet", **kwargs):
-    """Load the denoising ``UNet2DConditionModel``."""
+    """Load the denoising ``UNet2DConditionModel`` (a folder, hub id or ``.ckpt``/``.safetensors`` file)."""
     from diffusers import UNet2DConditionModel
 
     return _load(UNet2DConditionModel, source, subfolder, "UNet", **kwargs)
