@@ -113,8 +113,8 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file
     if is_single_file(source):
         if what == "tokenizer":
             raise WeightsNotFoundError(
-                f"tokenizer: '{source}' is a single-file checkpoint, which holds no tokenizer; point the tokenizer at a "
-                "diffusers-format folder or hub id (e.g. data.tokenizer=... for referring segmentation), or give "
+                f"tokenizer: '{source}' is a single-file checkpoint, which holds no tokenizer; point the tokenizer "
+                "at a diffusers-format folder or hub id (e.g. data.tokenizer=... for referring segmentation), or give "
                 "the class embeddings as a file (model.class_embeddings.embeddings_file=...)."
             )
         return _load_single_file(cls, source, subfolder, what, single_file_config, **kwargs)
