@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.export import model_spec
 from vpd_lightning.utils import format_metrics, instantiate_list
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ def build(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
+    # what rebuilds the model from a checkpoint alone (stored by VPDTask.on_save_checkpoint)
+    model.vpd_config = model_spec(cfg, model, tokenizer=getattr(datamodule, "tokenizer", None))
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -110,6 +110,12 @@ def _load_single_file(cls, source: str, subfolder: str, what: str, config: str |
 
 def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file_config=None, **kwargs):
     source = str(source)
+    if source.endswith((".pth", ".bin", ".pt")):
+        raise WeightsNotFoundError(
+            f"{what}: '{source}' is a bare weights file, neither a diffusers-format folder nor a single-file Stable "
+            "Diffusion checkpoint (.ckpt or .safetensors). For VPD's task checkpoints use "
+            "scripts/convert_vpd_checkpoint.py.\n" + _HOW_TO
+        )
     if is_single_file(source):
         if what == "tokenizer":
             raise WeightsNotFoundError(

@@ -89,6 +89,13 @@ class VPDTask(LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the model description (``vpd_config``, set by ``train.build``) so that prediction and export
+        rebuild the model from the checkpoint alone (see :mod:`vpd_lightning.export`)."""
+        config = getattr(self, "vpd_config", None)
+        if config is not None:
+            checkpoint["vpd_config"] = config
+
     # ------------------------------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict, metrics, batch_idx: int) -> None:
         """Predict with the task's test protocol and update ``metrics`` (implemented by each task)."""

@@ -1,0 +1,684 @@
+"""Rebuild task models from checkpoints alone, and export them as self-contained folders (offline).
+
+**The model description ("vpd_config").** :func:`model_spec` describes a built task model in plain JSON-able
+data: the task, the resolved Hydra ``model`` config (without the three built objects: ``backbone``,
+``class_embeddings``, ``text_encoder``), the backbone options, the *configurations* of the UNet, the VAE and (for
+referring) the CLIP text encoder (``unet.config`` ...), the shape of the class-embedding buffer, the class names,
+what prediction needs to know about the training inputs (depth: the crop height; referring: the square image
+size and the token budget), the tokenizer files (referring) and the resolved training config.
+``vpd_lightning.train.build`` stores it on the model (``model.vpd_config``) and ``VPDTask.on_save_checkpoint``
+writes it into every checkpoint (``checkpoint["vpd_config"]``). :func:`build_from_spec` rebuilds the model from
+it with ``UNet2DConditionModel.from_config`` / ``AutoencoderKL.from_config`` / ``CLIPTextModel(config)`` and a
+zero class-embedding buffer of the stored shape, so no Stable Diffusion weights, no text-encoder run and no data
+set are needed; the weights then come from the checkpoint's ``state_dict`` (loaded strictly).
+
+Checkpoints without a stored description (converted original checkpoints, older runs) are rebuilt from the
+Hydra config instead (``task=...`` plus the training overrides; the backbone is then loaded from ``sd_path``).
+
+**Export.** :func:`export_model` writes a folder in the ``save_pretrained`` spirit::
+
+    config.json         task, model config, backbone options, UNet/VAE/text-encoder configs, class names, ...
+    model.safetensors   the full state dict (class embeddings and the frozen text encoder included)
+    class_names.json    depth / segmentation
+    tokenizer/          referring: ``tokenizer.save_pretrained``
+    README.md           a model card: task, classes, usage, metrics, training config
+
+:func:`load_exported` rebuilds the model from such a folder, offline; :func:`load_model` accepts either a
+checkpoint file or an exported folder. ``python -m vpd_lightning.export ckpt_path=... output=<folder>`` exports a
+checkpoint from the command line (it composes ``conf/predict.yaml``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from torch import nn
+
+from vpd_lightning.config import CONFIG_DIR
+
+__all__ = [
+    "CheckpointError",
+    "WrongTaskError",
+    "build_from_spec",
+    "checkpoint_metrics",
+    "export_checkpoint",
+    "export_model",
+    "load_checkpoint",
+    "load_exported",
+    "load_model",
+    "model_from_checkpoint",
+    "model_spec",
+    "read_checkpoint",
+    "requested_task",
+    "state_dict_task",
+    "task_of",
+    "tokenizer_from_spec",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version of the model description layout (``vpd_config`` / ``config.json``).
+SPEC_VERSION = 1
+#: ``format`` entry of an exported folder's ``config.json``.
+EXPORT_FORMAT = "vpd_lightning.export"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+#: Built objects of the task constructors that the description replaces.
+_BUILT_ARGS = ("backbone", "class_embeddings", "text_encoder")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or exported folder that cannot be read or does not fit; the message names the file."""
+
+
+class WrongTaskError(CheckpointError):
+    """The checkpoint holds a model of another task than the one asked for."""
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _task_classes() -> dict[str, type]:
+    from vpd_lightning.tasks import DepthEstimationTask, ReferringSegmentationTask, SemanticSegmentationTask
+
+    return {
+        "depth": DepthEstimationTask,
+        "segmentation": SemanticSegmentationTask,
+        "referring": ReferringSegmentationTask,
+    }
+
+
+def task_of(model: nn.Module) -> str:
+    """``"depth"``, ``"segmentation"`` or ``"referring"`` for a task model; ``TypeError`` otherwise."""
+    for task, cls in _task_classes().items():
+        if isinstance(model, cls):
+            return task
+    raise TypeError(f"not a VPD task model: {type(model).__name__}")
+
+
+def state_dict_task(state_dict: Mapping[str, Any]) -> str | None:
+    """The task whose modules a state dict holds (by its key prefixes), or ``None`` when it is not recognised."""
+    keys = list(state_dict)
+    if any(k.startswith("text_encoder.") for k in keys):
+        return "referring"
+    if any(k.startswith("neck.") for k in keys):
+        return "segmentation"
+    if any(k.startswith(("head.last_layer_depth", "head.out_layer")) for k in keys):
+        return "depth"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy: mappings (OmegaConf ones resolved) -> dict, sequences -> list, dtypes/paths -> str."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return value.item()
+    return str(value)
+
+
+def _component_config(module: nn.Module) -> dict:
+    """A diffusers model's ``config`` without the bookkeeping entries (``_class_name``, ``_name_or_path`` ...)."""
+    return {k: _plain(v) for k, v in dict(module.config).items() if not k.startswith("_")}
+
+
+def backbone_options(backbone: nn.Module) -> dict:
+    """Constructor options of a built :class:`DiffusionBackbone` (plus ``dtype``), read off the object."""
+    return {
+        "timestep": backbone.timestep,
+        "attention": backbone.attention,
+        "detach_attention": backbone.detach_attention,
+        "scale_latents": backbone.scale_latents,
+        "sample_posterior": backbone.sample_posterior,
+        "add_noise": backbone.add_noise,
+        "train_unet": bool(backbone.unet.conv_in.weight.requires_grad),
+        "gradient_checkpointing": bool(getattr(backbone.unet, "is_gradient_checkpointing", False)),
+        "attention_impl": backbone.attention_impl,
+        "dtype": str(backbone.unet.dtype).removeprefix("torch."),
+    }
+
+
+def component_configs(model: nn.Module) -> dict:
+    """``{"unet": ..., "vae": ...[, "text_encoder": ...]}``: what ``from_config`` needs to rebuild them."""
+    configs = {"unet": _component_config(model.backbone.unet), "vae": _component_config(model.backbone.vae)}
+    text_encoder = getattr(model, "text_encoder", None)
+    if text_encoder is not None:
+        configs["text_encoder"] = _plain(text_encoder.config.to_dict())
+    return configs
+
+
+def serialize_tokenizer(tokenizer) -> dict[str, str]:
+    """The files ``tokenizer.save_pretrained`` writes, as ``{file name: text}``."""
+    with tempfile.TemporaryDirectory(prefix="vpd_tokenizer_") as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+
+
+def tokenizer_from_spec(spec: Mapping[str, Any]):
+    """The CLIP tokenizer stored in a model description (``tokenizer_files``); ``None`` when there is none."""
+    files = spec.get("tokenizer_files")
+    if not files:
+        return None
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="vpd_tokenizer_") as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, local_files_only=True)
+    if tokenizer.model_max_length > 10_000:
+        tokenizer.model_max_length = 77
+    return tokenizer
+
+
+def _resolved_config(cfg, exclude: tuple[str, ...] = ("hydra",)) -> dict | None:
+    from omegaconf import OmegaConf
+
+    keys = [k for k in cfg if k not in exclude]
+    node = OmegaConf.masked_copy(cfg, keys)
+    try:
+        return _plain(OmegaConf.to_container(node, resolve=True))
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside a Hydra run: keep the unresolved values
+        return _plain(OmegaConf.to_container(node, resolve=False))
+
+
+#: Keys of ``conf/predict.yaml`` that are not part of a training configuration.
+_PREDICT_KEYS = (
+    "hydra", "input", "output", "sentence", "sentences", "scene", "flip", "save_npy", "batch_size", "device",
+    "progress", "metrics",
+)  # fmt: skip
+
+
+def model_spec(cfg, model: nn.Module, tokenizer=None, include_train_config: bool = True) -> dict | None:
+    """The description of ``model`` (built from the Hydra config ``cfg``) that rebuilds it without data or SD
+    weights; ``None`` for a model that is not one of the three VPD tasks.
+
+    ``tokenizer`` (referring): the tokenizer the model was trained with; loaded from ``data.tokenizer`` /
+    ``sd_path`` when not given. Its files are stored in the description, so checkpoints are self-contained.
+    """
+    from omegaconf import OmegaConf
+
+    try:
+        task = task_of(model)
+    except TypeError:
+        return None
+    model_cfg = _plain(OmegaConf.to_container(cfg.model, resolve=True))
+    for key in _BUILT_ARGS:
+        model_cfg.pop(key, None)
+    class_names = OmegaConf.select(cfg, "data.class_names", default=None)
+    if class_names is None:
+        class_names = model_cfg.get("class_names")
+    embeddings = getattr(model, "class_embeddings", None)
+    predict: dict[str, Any] = {}
+    if task == "depth":
+        crop = OmegaConf.select(cfg, "data.crop_size", default=None)
+        predict["crop_height"] = int(crop[0]) if crop is not None else None
+    if task == "referring":
+        predict["image_size"] = int(OmegaConf.select(cfg, "data.image_size", default=512))
+        predict["max_tokens"] = int(model.max_tokens)
+    spec = {
+        "spec_version": SPEC_VERSION,
+        "task": task,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model": model_cfg,
+        "backbone": backbone_options(model.backbone),
+        "components": component_configs(model),
+        "class_embeddings_shape": list(embeddings.shape) if embeddings is not None else None,
+        "class_names": _plain(class_names),
+        "predict": predict,
+    }
+    if task == "referring":
+        if tokenizer is None:
+            from vpd_lightning.backbone.loading import load_tokenizer
+
+            source = OmegaConf.select(cfg, "data.tokenizer", default=None) or OmegaConf.select(cfg, "sd_path")
+            tokenizer = load_tokenizer(source, vocab_size=model.text_encoder.config.vocab_size)
+        spec["tokenizer_files"] = serialize_tokenizer(tokenizer)
+    if include_train_config:
+        spec["train_config"] = _resolved_config(cfg, _PREDICT_KEYS)
+    return spec
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
+    """A task model with freshly initialised weights, built from a description (:func:`model_spec`) alone."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from hydra.utils import instantiate
+
+    from vpd_lightning.backbone import DiffusionBackbone
+
+    version = spec.get("spec_version", SPEC_VERSION)
+    if version > SPEC_VERSION:
+        raise CheckpointError(f"model description version {version} is newer than this code's ({SPEC_VERSION})")
+    components = spec["components"]
+    unet = UNet2DConditionModel.from_config(components["unet"])
+    vae = AutoencoderKL.from_config(components["vae"])
+    options = dict(spec["backbone"])
+    dtype = getattr(torch, options.pop("dtype", "float32") or "float32")
+    backbone = DiffusionBackbone(unet, vae, **options)
+    if dtype != torch.float32:
+        backbone.unet.to(dtype)
+        backbone.vae.to(dtype)
+    built: dict[str, Any] = {"backbone": backbone}
+    if spec.get("class_embeddings_shape") is not None:
+        built["class_embeddings"] = torch.zeros(spec["class_embeddings_shape"])
+    if "text_encoder" in components:
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        built["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(dict(components["text_encoder"])))
+    factory = instantiate(copy.deepcopy(dict(spec["model"])), _partial_=True, _convert_="all")
+    model = factory(**built)
+    expected = spec.get("task")
+    if expected is not None and task_of(model) != expected:
+        raise CheckpointError(f"the description says task '{expected}' but builds a {type(model).__name__}")
+    return model
+
+
+def _load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the weights in '{where}' do not fit the model rebuilt from its configuration: {err}"
+        ) from err
+
+
+def _finish(model: nn.Module, spec: dict) -> nn.Module:
+    model.vpd_config = spec
+    model.eval()
+    return model
+
+
+# -------------------------------------------------------------------------------------------- checkpoints
+def _torch_load(path: Path, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy (non-zip) format
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a Lightning checkpoint file of this framework; clear errors naming the file.
+
+    The file is memory-mapped (``mmap=True``), so optimizer states are never read into memory. Tries
+    ``weights_only=True`` first; a checkpoint whose pickle holds other objects (e.g. an optimizer
+    partial) is loaded with ``weights_only=False``, which trusts the file (as Lightning does).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' is not a file (an exported folder holds {CONFIG_NAME})")
+    try:
+        checkpoint = _torch_load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):
+            raise CheckpointError(
+                f"checkpoint '{path}' could not be read (corrupt or not a torch file): {err}"
+            ) from err
+        try:
+            checkpoint = _torch_load(path, weights_only=False)
+        except Exception as err2:  # noqa: BLE001 - re-raised with the file name
+            raise CheckpointError(f"checkpoint '{path}' could not be read: {err2}") from err2
+    except Exception as err:  # noqa: BLE001 - truncated zip, I/O errors ...
+        raise CheckpointError(f"checkpoint '{path}' could not be read (corrupt or not a torch file): {err}") from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise CheckpointError(
+            f"checkpoint '{path}' holds no 'state_dict': not a Lightning checkpoint of vpd_lightning (an original "
+            "VPD checkpoint must be converted first: vpd_lightning.convert)"
+        )
+    return checkpoint
+
+
+def checkpoint_metrics(checkpoint: Mapping[str, Any]) -> dict[str, float]:
+    """``{monitor: best score}`` of the ``ModelCheckpoint`` callbacks recorded in a Lightning checkpoint."""
+    metrics = {}
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if not str(key).startswith("ModelCheckpoint") or not isinstance(state, Mapping):
+            continue
+        score, monitor = state.get("best_model_score"), state.get("monitor")
+        if score is not None and monitor:
+            value = float(score)
+            if math.isfinite(value):
+                metrics[f"best {monitor}"] = value
+    return metrics
+
+
+def _check_task(found: str | None, wanted: str | None, where: str) -> None:
+    if wanted is not None and found is not None and found != wanted:
+        raise WrongTaskError(
+            f"'{where}' holds a {found} model, but task={wanted} was asked for (use task={found}, or leave task "
+            "out to take the checkpoint's)"
+        )
+
+
+def _build_from_cfg(cfg, state_dict: Mapping[str, torch.Tensor], where: str) -> tuple[nn.Module, dict]:
+    """Rebuild a model for a checkpoint without ``vpd_config`` from the Hydra config (needs ``sd_path``)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    node = copy.deepcopy(cfg)
+    built = {}
+    if "class_embeddings" in state_dict:
+        with open_dict(node.model):
+            node.model.pop("class_embeddings", None)
+        built["class_embeddings"] = torch.zeros(state_dict["class_embeddings"].shape)
+    model = instantiate(node.model, _partial_=True, _convert_="all")(**built)
+    tokenizer = None
+    if task_of(model) == "referring":
+        from vpd_lightning.backbone.loading import load_tokenizer
+
+        source = OmegaConf.select(cfg, "data.tokenizer", default=None) or OmegaConf.select(cfg, "sd_path")
+        tokenizer = load_tokenizer(source, vocab_size=model.text_encoder.config.vocab_size)
+    _load_weights(model, state_dict, where)
+    return model, model_spec(cfg, model, tokenizer, include_train_config=False)
+
+
+def model_from_checkpoint(
+    checkpoint: Mapping[str, Any], where: str = "checkpoint", task: str | None = None, cfg=None
+) -> nn.Module:
+    """The model of a checkpoint dict (:func:`read_checkpoint`), in eval mode, with ``vpd_config`` set."""
+    state_dict = checkpoint["state_dict"]
+    spec = checkpoint.get("vpd_config")
+    found = spec.get("task") if spec else state_dict_task(state_dict)
+    _check_task(found, task, where)
+    if spec:
+        model = build_from_spec(spec)
+        _load_weights(model, state_dict, where)
+        return _finish(model, dict(spec))
+    if cfg is None:
+        raise CheckpointError(
+            f"checkpoint '{where}' stores no model configuration (vpd_config; e.g. a converted original checkpoint): "
+            "give the Hydra config it was trained with, e.g. `python -m vpd_lightning.predict task=<task> "
+            "sd_path=<SD-1.5> [training overrides] ckpt_path=...`, or `load_checkpoint(path, cfg=cfg)`"
+        )
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.select(cfg, "model._target_", default="")
+    cfg_task = next((t for t, c in _task_classes().items() if target.endswith(c.__name__)), None)
+    _check_task(found, cfg_task, where)
+    model, spec = _build_from_cfg(cfg, state_dict, where)
+    return _finish(model, spec)
+
+
+def load_checkpoint(path: str | os.PathLike, task: str | None = None, cfg=None) -> nn.Module:
+    """Rebuild the model of a Lightning checkpoint file (see the module docstring)."""
+    return model_from_checkpoint(read_checkpoint(path), str(path), task, cfg)
+
+
+def load_model(path: str | os.PathLike, task: str | None = None, cfg=None) -> nn.Module:
+    """A checkpoint file or an exported folder -> the model (eval mode, on the CPU, ``vpd_config`` set)."""
+    if Path(path).expanduser().is_dir():
+        return load_exported(path, task)
+    return load_checkpoint(path, task, cfg)
+
+
+def requested_task(cfg) -> str | None:
+    """The task asked for on the command line (``task=`` or ``experiment=``), ``None`` when left to the default."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
+    if keys & {"task", "experiment"}:
+        return hydra_cfg.runtime.choices.get("task")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ export
+def _safetensors_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each with its own storage (safetensors refuses shared or strided ones)."""
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in seen or not tensor.is_contiguous():
+            tensor = tensor.clone().contiguous()
+        seen.add(tensor.untyped_storage().data_ptr())
+        tensors[name] = tensor
+    return tensors
+
+
+def _prepare_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, f"output folder '{folder}' is not writable ({err.strerror or err})") from err
+    return folder
+
+
+def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int) -> str:
+    from omegaconf import OmegaConf
+
+    task = config["task"]
+    what = {
+        "depth": "monocular depth estimation (metres)",
+        "segmentation": "semantic segmentation",
+        "referring": "referring image segmentation (a sentence selects the object)",
+    }[task]
+    names = config.get("class_names") or []
+    unet = config["components"]["unet"]
+    lines = [
+        f"# VPD {task} model",
+        "",
+        f"VPD (Zhao et al., ICCV 2023) for {what}, exported by `vpd_lightning`: a Stable-Diffusion-shaped UNet "
+        "(one pass at a fixed timestep) on the frozen VAE encoder's latent, conditioned on text through a "
+        "text adapter, with a light task head.",
+        "",
+        f"- task: `{task}` (`{config['model_class']}`)",
+        f"- parameters: {n_params / 1e6:.2f} M",
+        f"- UNet: block_out_channels {unet.get('block_out_channels')}, cross_attention_dim "
+        f"{unet.get('cross_attention_dim')}; backbone attention maps: `{config['backbone']['attention']}`, "
+        f"timestep {config['backbone']['timestep']}",
+    ]
+    if names:
+        kind = "scene classes (the depth prompt)" if task == "depth" else "classes (label = row index)"
+        shown = ", ".join(str(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+        lines.append(f"- {len(names)} {kind}: {shown} (`class_names.json`)")
+    predict = config.get("predict") or {}
+    if task == "depth" and predict.get("crop_height"):
+        lines.append(f"- trained on {predict['crop_height']}-pixel-high crops")
+    if task == "referring":
+        size, tokens = predict.get("image_size"), predict.get("max_tokens")
+        lines.append(f"- input squashed to {size}x{size} px; sentences of {tokens} tokens")
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- `{CONFIG_NAME}`: task, model config, backbone options and the UNet/VAE"
+        + ("/text-encoder" if task == "referring" else "")
+        + " configurations (the model is rebuilt with `from_config`, no Stable Diffusion weights needed)",
+        f"- `{WEIGHTS_NAME}`: all weights (safetensors)",
+    ]
+    if names:
+        lines.append("- `class_names.json`: the class names, in embedding-row order")
+    if task == "referring":
+        lines.append("- `tokenizer/`: the CLIP tokenizer")
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from vpd_lightning.predict import Predictor",
+        "",
+        'predictor = Predictor.from_pretrained("<this folder>")',
+        {
+            "depth": 'depth = predictor("room.jpg")  # float32 [H, W], metres',
+            "segmentation": 'label = predictor("scene.jpg")  # int64 [H, W], class index',
+            "referring": 'mask = predictor("photo.jpg", sentence="the man on the left")  # bool [H, W]',
+        }[task],
+        "```",
+        "",
+        "```bash",
+        "python -m vpd_lightning.predict ckpt_path=<this folder> input=<image, folder or glob> output=<folder>"
+        + (' sentence="..."' if task == "referring" else ""),
+        "```",
+        "",
+        "`vpd_lightning.export.load_exported(<this folder>)` gives the LightningModule itself.",
+        "",
+        "## Metrics",
+        "",
+    ]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {float(v):.4f} |" for k, v in metrics.items()]
+    else:
+        lines.append("Not recorded.")
+    lines += ["", "## Training configuration", ""]
+    if train_config:
+        lines += ["```yaml", OmegaConf.to_yaml(OmegaConf.create(_plain(train_config))).rstrip(), "```"]
+    else:
+        lines.append("Not recorded (the model was not built by `vpd_lightning.train`).")
+    return "\n".join(lines) + "\n"
+
+
+def export_model(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    metrics: Mapping[str, float] | None = None,
+    train_config: Any = None,
+) -> Path:
+    """Write ``model`` as a self-contained folder (see the module docstring); return the folder.
+
+    ``model`` needs its description (``model.vpd_config``): set by ``vpd_lightning.train.build``, by
+    :func:`load_checkpoint` / :func:`load_exported`, or by hand with :func:`model_spec`. ``train_config``
+    defaults to the one in the description.
+    """
+    from safetensors.torch import save_file
+
+    spec = getattr(model, "vpd_config", None)
+    if not spec:
+        raise ValueError(
+            "the model has no description (model.vpd_config): build it with vpd_lightning.train.build, load it "
+            "with vpd_lightning.export.load_checkpoint / load_exported, or set "
+            "model.vpd_config = vpd_lightning.export.model_spec(cfg, model)"
+        )
+    folder = _prepare_folder(Path(folder).expanduser())
+    task = task_of(model)
+    config = {k: v for k, v in spec.items() if k not in ("tokenizer_files", "train_config")}
+    config.update(
+        {
+            "format": EXPORT_FORMAT,
+            "spec_version": SPEC_VERSION,
+            "task": task,
+            "backbone": backbone_options(model.backbone),
+            "components": component_configs(model),
+            "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+            "tokenizer": "tokenizer" if task == "referring" else None,
+        }
+    )
+    embeddings = getattr(model, "class_embeddings", None)
+    if embeddings is not None:
+        config["class_embeddings_shape"] = list(embeddings.shape)
+    state_dict = _safetensors_dict(model.state_dict())
+    save_file(state_dict, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "task": task})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~umask)  # safetensors writes 0600; an export is meant to be shared
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if config.get("class_names"):
+        (folder / "class_names.json").write_text(json.dumps(config["class_names"], indent=1) + "\n", encoding="utf-8")
+    if task == "referring":
+        tokenizer = tokenizer_from_spec(spec)
+        if tokenizer is None:
+            raise ValueError("a referring model's description must hold its tokenizer (tokenizer_files)")
+        tokenizer.save_pretrained(str(folder / "tokenizer"))
+    if train_config is None:
+        train_config = spec.get("train_config")
+    n_params = sum(p.numel() for p in model.parameters())
+    (folder / "README.md").write_text(_model_card(config, metrics, train_config, n_params), encoding="utf-8")
+    return folder
+
+
+def load_exported(folder: str | os.PathLike, task: str | None = None) -> nn.Module:
+    """Rebuild the model of an exported folder (:func:`export_model`) offline; eval mode, on the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder).expanduser()
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise CheckpointError(f"'{folder}' is not an exported vpd_lightning model: it has no {CONFIG_NAME}")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"'{config_file}' could not be read: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"'{config_file}' is not the configuration of an exported vpd_lightning model")
+    _check_task(config.get("task"), task, str(folder))
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"'{folder}' has no {WEIGHTS_NAME}")
+    try:
+        state_dict = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"'{weights}' could not be read (corrupt?): {err}") from err
+    spec = {k: v for k, v in config.items() if k not in ("format", "metrics", "tokenizer")}
+    if config.get("tokenizer"):
+        tokenizer_dir = folder / config["tokenizer"]
+        if not tokenizer_dir.is_dir():
+            raise CheckpointError(f"'{folder}' has no {config['tokenizer']}/ folder (the referring tokenizer)")
+        spec["tokenizer_files"] = {
+            p.name: p.read_text(encoding="utf-8") for p in sorted(tokenizer_dir.iterdir()) if p.is_file()
+        }
+    model = build_from_spec(spec)
+    _load_weights(model, state_dict, str(weights))
+    return _finish(model, spec)
+
+
+def export_checkpoint(cfg) -> Path:
+    """``python -m vpd_lightning.export ckpt_path=<.ckpt> output=<folder> [task=...] [metrics=<json file>]``."""
+    from omegaconf import OmegaConf
+
+    for key in ("ckpt_path", "output"):
+        if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
+            raise ValueError("export needs ckpt_path=<checkpoint file> and output=<folder>")
+    folder = _prepare_folder(Path(cfg.output).expanduser())
+    path = str(cfg.ckpt_path)
+    if Path(path).expanduser().is_dir():
+        model, metrics = load_exported(path, requested_task(cfg)), {}
+    else:
+        checkpoint = read_checkpoint(path)
+        model = model_from_checkpoint(checkpoint, path, requested_task(cfg), cfg)
+        metrics = checkpoint_metrics(checkpoint)
+    if cfg.get("metrics"):
+        metrics.update(json.loads(Path(cfg.metrics).read_text(encoding="utf-8")))
+    export_model(model, folder, metrics=metrics)
+    print(f"exported the {task_of(model)} model of '{path}' to '{folder}'")
+    return folder
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+def main(cfg) -> None:
+    export_checkpoint(cfg)
+
+
+if __name__ == "__main__":
+    main()
