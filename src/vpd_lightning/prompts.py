@@ -153,6 +153,7 @@ def class_embeddings(
     tokenizer_subfolder: str = "tokenizer",
     cache_dir: str | os.PathLike | None = None,
     dim: int | None = None,
+    tokenizer: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Class embeddings ``[len(class_names), D]``, from a file, from the cache, or computed with CLIP.
 
@@ -165,6 +166,8 @@ def class_embeddings(
         max_length: tokenizer length (VPD depth: 20).
         cache_dir: where computed embeddings are cached (default :func:`default_cache_dir`).
         dim: expected width, checked when given.
+        tokenizer: folder or hub id holding the tokenizer (default: ``text_encoder``'s); needed when
+            ``text_encoder`` is a single-file checkpoint, which holds no tokenizer.
     """
     class_names = list(class_names)
     if not class_names:
@@ -174,10 +177,11 @@ def class_embeddings(
     from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, load_text_encoder, load_tokenizer
 
     source = str(text_encoder or DEFAULT_SD_PATH)
+    tokenizer_source = str(tokenizer or source)
     template_list = _templates(templates)
     key_data = {
         "encoder": _fingerprint(source, subfolder),
-        "tokenizer": _fingerprint(source, tokenizer_subfolder),
+        "tokenizer": _fingerprint(tokenizer_source, tokenizer_subfolder),
         "classes": class_names,
         "templates": template_list,
         "max_length": max_length,
@@ -194,8 +198,8 @@ def class_embeddings(
         if isinstance(emb, torch.Tensor) and emb.shape[0] == len(class_names) and (dim is None or emb.shape[1] == dim):
             return emb
     encoder = load_text_encoder(source, subfolder)
-    tokenizer = load_tokenizer(source, tokenizer_subfolder, vocab_size=encoder.config.vocab_size)
-    emb = encode_class_prompts(encoder, tokenizer, class_names, template_list, max_length)
+    tok = load_tokenizer(tokenizer_source, tokenizer_subfolder, vocab_size=encoder.config.vocab_size)
+    emb = encode_class_prompts(encoder, tok, class_names, template_list, max_length)
     if dim is not None and emb.shape[1] != dim:
         raise ValueError(f"text encoder '{source}' gives {emb.shape[1]}-wide embeddings, the UNet expects {dim}")
     cache.mkdir(parents=True, exist_ok=True)
