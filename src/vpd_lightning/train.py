@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,9 @@ from vpd_lightning.export import model_spec
 from vpd_lightning.utils import format_metrics, instantiate_list
 
 log = logging.getLogger(__name__)
+
+# The frozen VAE (and CLIP text encoder) stay in eval mode on purpose; Lightning would warn at every fit.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:
