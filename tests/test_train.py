@@ -197,3 +197,15 @@ def test_every_task_composes_with_the_paper_recipe(task):
     }[task]
     assert (cfg.monitor, cfg.model.optimizer.lr, cfg.model.unet_lr_mult) == expected
     assert cfg.backbone.attention == ("none" if task == "depth" else "a32")
+
+
+def test_sweep_config_runs_a_multirun(nyu_root, tiny_sd_dir, tmp_path):
+    args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
+    result = _run_cli([*args, "debug=fdr", "sweep=latent_scaling", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from omegaconf import OmegaConf
+
+    values = [
+        OmegaConf.load(tmp_path / "sweep" / str(i) / ".hydra" / "config.yaml").backbone.scale_latents for i in (0, 1)
+    ]
+    assert values == [False, True]
