@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from vpd_lightning.metrics._shapes import paired_bhw
+
 __all__ = ["DepthMetrics", "eigen_crop_mask"]
 
 # Eigen crop of the NYUv2 test set, defined on the 480x640 raw resolution (end indices exclusive).
@@ -135,17 +137,6 @@ class DepthMetrics(Metric):
             self.add_state(f"{name}_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    @staticmethod
-    def _to_bhw(x: Tensor, name: str, pred_shape: torch.Size, target_shape: torch.Size) -> Tensor:
-        if x.ndim == 4 and x.shape[1] == 1:
-            return x[:, 0]
-        if x.ndim == 3:
-            return x
-        raise ValueError(
-            f"DepthMetrics.update expects `pred` and `target` of shape [B, 1, H, W] or [B, H, W]; got `{name}` with "
-            f"an unsupported shape (pred: {tuple(pred_shape)}, target: {tuple(target_shape)})"
-        )
-
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Accumulate the per-image metrics of a batch.
 
@@ -157,14 +148,7 @@ class DepthMetrics(Metric):
         Raises:
             ValueError: If a shape is unsupported or ``pred`` and ``target`` do not match.
         """
-        pred_shape, target_shape = pred.shape, target.shape
-        p = self._to_bhw(pred, "pred", pred_shape, target_shape)
-        g = self._to_bhw(target, "target", pred_shape, target_shape)
-        if p.shape != g.shape:
-            raise ValueError(
-                "DepthMetrics.update expects `pred` and `target` with the same [B, H, W] shape (after removing a "
-                f"singleton channel dim of [B, 1, H, W]); got pred: {tuple(pred_shape)}, target: {tuple(target_shape)}"
-            )
+        p, g = paired_bhw(pred, target, "DepthMetrics", single=False)
 
         p = p.detach().to(torch.float64)
         g = g.detach().to(device=p.device, dtype=torch.float64)

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from vpd_lightning.metrics._shapes import paired_bhw
+
 __all__ = ["ReferringMetrics"]
 
 _COUNT_STATES: tuple[str, ...] = ("total_intersection", "total_union", "count")
@@ -72,19 +74,6 @@ class ReferringMetrics(Metric):
         self.add_state("hits", default=torch.zeros(len(self.THRESHOLDS), dtype=torch.long), dist_reduce_fx="sum")
 
     @staticmethod
-    def _to_bhw(x: Tensor, name: str, pred_shape: torch.Size, target_shape: torch.Size) -> Tensor:
-        if x.ndim == 4 and x.shape[1] == 1:
-            return x[:, 0]
-        if x.ndim == 3:
-            return x
-        if x.ndim == 2:
-            return x[None]
-        raise ValueError(
-            "ReferringMetrics.update expects `pred` and `target` of shape [B, 1, H, W], [B, H, W] or [H, W]; got "
-            f"`{name}` with an unsupported shape (pred: {tuple(pred_shape)}, target: {tuple(target_shape)})"
-        )
-
-    @staticmethod
     def _to_bool(x: Tensor, name: str) -> Tensor:
         if x.dtype == torch.bool:
             return x
@@ -117,15 +106,7 @@ class ReferringMetrics(Metric):
             ValueError: If a shape is unsupported, ``pred`` and ``target`` do not match, a tensor is
                 floating point, or an integer tensor holds a value other than 0 and 1.
         """
-        pred_shape, target_shape = pred.shape, target.shape
-        p = self._to_bhw(pred, "pred", pred_shape, target_shape)
-        g = self._to_bhw(target, "target", pred_shape, target_shape)
-        if p.shape != g.shape:
-            raise ValueError(
-                "ReferringMetrics.update expects `pred` and `target` with the same [B, H, W] shape (after removing "
-                f"a singleton channel dim / adding a batch dim); got pred: {tuple(pred_shape)}, "
-                f"target: {tuple(target_shape)}"
-            )
+        p, g = paired_bhw(pred, target, "ReferringMetrics")
         p = self._to_bool(p.detach(), "pred")
         g = self._to_bool(g.detach(), "target").to(p.device)
         if p.shape[0] == 0:

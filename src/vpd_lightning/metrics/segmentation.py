@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from vpd_lightning.metrics._shapes import paired_bhw
+
 __all__ = ["SegmentationMetrics"]
 
 _AREA_NAMES: tuple[str, ...] = ("area_intersect", "area_union", "area_pred_label", "area_label")
@@ -106,19 +108,6 @@ class SegmentationMetrics(Metric):
             self.add_state(name, default=torch.zeros(self.num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     @staticmethod
-    def _to_bhw(x: Tensor, name: str, pred_shape: torch.Size, target_shape: torch.Size) -> Tensor:
-        if x.ndim == 4 and x.shape[1] == 1:
-            return x[:, 0]
-        if x.ndim == 3:
-            return x
-        if x.ndim == 2:
-            return x[None]
-        raise ValueError(
-            "SegmentationMetrics.update expects `pred` and `target` of shape [B, 1, H, W], [B, H, W] or [H, W]; got "
-            f"`{name}` with an unsupported shape (pred: {tuple(pred_shape)}, target: {tuple(target_shape)})"
-        )
-
-    @staticmethod
     def _bad_values(values: Tensor, limit: int = 10) -> str:
         uniq = torch.unique(values).tolist()
         shown = ", ".join(str(v) for v in uniq[:limit])
@@ -140,21 +129,13 @@ class SegmentationMetrics(Metric):
                 ``ignore_index``, or ``pred`` holds a value outside ``[0, num_classes)`` on a
                 non-ignored pixel (predictions on ignored pixels are not looked at).
         """
-        pred_shape, target_shape = pred.shape, target.shape
         for name, x in (("pred", pred), ("target", target)):
             if x.is_floating_point() or x.is_complex():
                 raise ValueError(
                     f"SegmentationMetrics.update expects integer label maps; got `{name}` of dtype {x.dtype} "
                     "(take the argmax over the class dimension of the logits first)"
                 )
-        p = self._to_bhw(pred, "pred", pred_shape, target_shape)
-        g = self._to_bhw(target, "target", pred_shape, target_shape)
-        if p.shape != g.shape:
-            raise ValueError(
-                "SegmentationMetrics.update expects `pred` and `target` with the same [B, H, W] shape (after "
-                "removing a singleton channel dim / adding a batch dim); "
-                f"got pred: {tuple(pred_shape)}, target: {tuple(target_shape)}"
-            )
+        p, g = paired_bhw(pred, target, "SegmentationMetrics")
 
         p = p.detach().reshape(-1).to(torch.long)
         g = g.detach().reshape(-1).to(device=p.device, dtype=torch.long)
