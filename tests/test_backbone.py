@@ -245,3 +245,36 @@ def test_sd15_pyramid_full_size(sd15_backbone, size):
         (1280, -(-h // 8), -(-w // 8)),
     ]
     assert [tuple(f.shape[1:]) for f in feats] == expected
+
+
+def test_options_noise_posterior_frozen_unet_checkpointing(parts):
+    image, context = torch.rand(1, 3, 64, 64) * 2 - 1, torch.randn(1, 3, 32)
+    base = make(parts)
+    with torch.no_grad():
+        reference = base(image, context)[0]
+        torch.manual_seed(0)
+        noisy_a = make(parts, add_noise=True, timestep=500)(image, context)[0]
+        torch.manual_seed(0)
+        noisy_b = make(parts, add_noise=True, timestep=500)(image, context)[0]
+        torch.manual_seed(0)
+        sampled = make(parts, sample_posterior=True).encode(image)
+    assert torch.equal(noisy_a, noisy_b) and not torch.allclose(noisy_a, make(parts, timestep=500)(image, context)[0])
+    assert not torch.allclose(sampled, base.encode(image))
+    frozen = make(parts, train_unet=False)
+    assert not any(p.requires_grad for p in frozen.unet.parameters())
+    checkpointed = make(parts, gradient_checkpointing=True).train()
+    out = checkpointed(image, context)
+    assert torch.allclose(out[0], reference, atol=1e-5)
+    out[0].sum().backward()
+    assert checkpointed.unet.conv_in.weight.grad is not None
+
+
+def test_tiny_vae_pretraining_reduces_reconstruction_loss():
+    from diffusers import AutoencoderKL
+
+    from vpd_lightning.backbone.tiny import TINY_VAE_CONFIG, pretrain_tiny_vae
+
+    torch.manual_seed(0)
+    losses = pretrain_tiny_vae(AutoencoderKL(**TINY_VAE_CONFIG), steps=30, size=32)
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
