@@ -69,8 +69,6 @@ def test_single_file_errors(single_files, tmp_path, tiny_sd_dir):
         load_unet(tmp_path / "missing.ckpt")
     with pytest.raises(WeightsNotFoundError, match="unet/config.json"):
         load_unet(single_files[0], single_file_config=tmp_path)
-    with pytest.raises(WeightsNotFoundError, match="holds no tokenizer"):
-        load_tokenizer(single_files[1])
     with pytest.raises(WeightsNotFoundError, match="could not load"):  # tiny weights into SD-1.5's shapes
         load_unet(single_files[0])
 
@@ -84,3 +82,13 @@ def test_shipped_sd15_configs():
     assert vae["block_out_channels"] == [128, 256, 512, 512] and vae["scaling_factor"] == 0.18215
     assert text["hidden_size"] == 768 and text["num_hidden_layers"] == 12 and text["hidden_act"] == "quick_gelu"
     assert text["vocab_size"] == 49408 and text["eos_token_id"] == 2  # the openai config (legacy pooling)
+
+
+def test_tokenizer_for_a_single_file(single_files, tiny_sd_dir, tmp_path, monkeypatch):
+    """A single file holds no tokenizer: the config folder's is used, else OpenAI CLIP's, built from the shipped BPE."""
+    assert len(load_tokenizer(single_files[0], single_file_config=tiny_sd_dir)) == 514
+    monkeypatch.setenv("VPD_CACHE", str(tmp_path))
+    clip = load_tokenizer(single_files[1], vocab_size=49408)
+    assert len(clip) == 49408
+    assert clip("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert (tmp_path / "clip-tokenizer" / "vocab.json").is_file()  # derived once, then reused

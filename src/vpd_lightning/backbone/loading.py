@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_SD_PATH",
     "SD15_CONFIG_DIR",
     "WeightsNotFoundError",
+    "clip_tokenizer_from_bpe",
     "is_single_file",
     "load_text_encoder",
     "load_tokenizer",
@@ -108,6 +109,38 @@ def _load_single_file(cls, source: str, subfolder: str, what: str, config: str |
         ) from err
 
 
+def clip_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None):
+    """OpenAI CLIP's tokenizer (SD-1.5's) built offline from the BPE file shipped in the package.
+
+    ``vocab.json`` and ``merges.txt`` are derived once (the rule of CLIP's ``SimpleTokenizer``: 256 bytes, the
+    same with ``</w>``, the 48,894 merges, start and end tokens; 49,408 ids) into ``cache_dir`` (default
+    ``$VPD_CACHE`` or ``~/.cache/vpd_lightning``, ``/clip-tokenizer``).
+    """
+    import gzip
+    import json
+
+    from transformers import CLIPTokenizer
+
+    from vpd_lightning.backbone.tiny import bytes_to_unicode
+
+    base = cache_dir or os.environ.get("VPD_CACHE") or Path.home() / ".cache" / "vpd_lightning"
+    folder = Path(base).expanduser() / "clip-tokenizer"
+    if not (folder / "vocab.json").is_file():
+        lines = gzip.open(SD15_CONFIG_DIR / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz").read().decode("utf-8")
+        merges = lines.split("\n")[1 : 49152 - 256 - 2 + 1]
+        units = list(bytes_to_unicode().values())
+        vocab = units + [u + "</w>" for u in units] + ["".join(m.split()) for m in merges]
+        vocab += ["<|startoftext|>", "<|endoftext|>"]
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"merges.txt.{os.getpid()}"
+        tmp.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        os.replace(tmp, folder / "merges.txt")
+        tmp = folder / f"vocab.json.{os.getpid()}"
+        tmp.write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, folder / "vocab.json")
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+
+
 def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file_config=None, **kwargs):
     source = str(source)
     if source.endswith((".pth", ".bin", ".pt")):
@@ -117,12 +150,11 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file
             "scripts/convert_vpd_checkpoint.py.\n" + _HOW_TO
         )
     if is_single_file(source):
-        if what == "tokenizer":
-            raise WeightsNotFoundError(
-                f"tokenizer: '{source}' is a single-file checkpoint, which holds no tokenizer; point the tokenizer "
-                "at a diffusers-format folder or hub id (e.g. data.tokenizer=... for referring segmentation), or give "
-                "the class embeddings as a file (model.class_embeddings.embeddings_file=...)."
-            )
+        if what == "tokenizer":  # a single file holds no tokenizer: the config folder's, else CLIP's shipped BPE
+            folder = Path(single_file_config).expanduser() / subfolder if single_file_config else None
+            if folder is not None and folder.is_dir():
+                return cls.from_pretrained(str(folder), **kwargs)
+            return clip_tokenizer_from_bpe()
         return _load_single_file(cls, source, subfolder, what, single_file_config, **kwargs)
     if _looks_local(source):
         folder = Path(source).expanduser()
