@@ -32,11 +32,40 @@ def _class_names(dataset: str) -> list[str]:
     raise ValueError(f"vpd_class_names: unknown data set '{dataset}' (ade20k or nyuv2)")
 
 
+def _hydra_multirun():
+    """The HydraConfig of a multirun job, else ``None`` (single run, or no Hydra at all)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg if hydra_cfg.get("mode") == RunMode.MULTIRUN else None
+
+
+def _run_group(default: str) -> str:
+    """``${vpd_run_group:NAME}``: ``NAME-sweep-<sweep folder>`` in a multirun (one group per sweep), else NAME."""
+    hydra_cfg = _hydra_multirun()
+    return default if hydra_cfg is None else f"{default}-sweep-{Path(hydra_cfg.sweep.dir).name}"
+
+
+def _run_name() -> str | None:
+    """``${vpd_run_name:}``: ``<job number>:<overrides>`` in a multirun, else ``None`` (the logger picks one)."""
+    hydra_cfg = _hydra_multirun()
+    if hydra_cfg is None:
+        return None
+    return f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname}"[:128]
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
     if not OmegaConf.has_resolver("vpd_class_names"):
         OmegaConf.register_new_resolver("vpd_class_names", _class_names)
+    if not OmegaConf.has_resolver("vpd_run_group"):
+        OmegaConf.register_new_resolver("vpd_run_group", _run_group)
+    if not OmegaConf.has_resolver("vpd_run_name"):
+        OmegaConf.register_new_resolver("vpd_run_name", _run_name)
 
 
 register_resolvers()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.export import model_spec
@@ -23,17 +24,47 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` (a file, or ``last`` for ``<output_dir>/checkpoints/last.ckpt``),
+    or with ``auto_resume=true`` that ``last.ckpt`` when it exists (a fresh start otherwise)."""
     path = cfg.get("ckpt_path")
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if path is None and cfg.get("auto_resume", False):
+        if last.is_file():
+            log.info("auto_resume: continuing from %s", last)
+            return str(last)
+        log.info("auto_resume: no %s yet, starting from scratch", last)
+        return None
     if path == "last":
-        path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        path = last
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"ckpt_path: checkpoint '{path}' does not exist")
     return None if path is None else str(path)
 
 
-def build(cfg: DictConfig) -> dict:
-    """Instantiate data module, model, callbacks, loggers and trainer (data first: a bad root fails at once)."""
+def _resume_wandb_run(cfg: DictConfig, ckpt_path: str) -> None:
+    """Point a W&B logger without an explicit ``id`` at the run stored in the checkpoint, so that the resumed
+    run continues the same dashboard run."""
+    loggers = cfg.get("logger") or {}
+    targets = [k for k, v in loggers.items() if isinstance(v, DictConfig) and "Wandb" in str(v.get("_target_", ""))]
+    if not targets:
+        return
+    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    run_id = checkpoint.get("wandb_run_id")
+    for key in targets:
+        if run_id and cfg.logger[key].get("id") is None:
+            with open_dict(cfg):
+                cfg.logger[key].id = run_id
+            log.info("resuming W&B run %s", run_id)
+
+
+def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
+    """Instantiate data module, model, callbacks, loggers and trainer (data first: a bad root fails at once).
+
+    ``resume_from``: the checkpoint a fit will resume from (its W&B run id is reused).
+    """
     L.seed_everything(cfg.seed, workers=True)
+    if resume_from is not None:
+        _resume_wandb_run(cfg, resume_from)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     # what rebuilds the model from a checkpoint alone (stored by VPDTask.on_save_checkpoint)
@@ -52,14 +83,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit (and test) the configured task; return the metrics and the objects."""
     torch.set_float32_matmul_precision("high")
     log.info("output folder: %s", cfg.paths.output_dir)
-    objects = build(cfg)
+    ckpt_path = _resolve_ckpt(cfg) if cfg.get("train", True) else None
+    objects = build(cfg, resume_from=ckpt_path)
     trainer, model, datamodule = objects["trainer"], objects["model"], objects["datamodule"]
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     log.info("parameters: %.2f M trainable, %.2f M frozen", n_train / 1e6, n_frozen / 1e6)
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test", False):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -72,9 +104,22 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     return metrics, objects
 
 
+def _finish_wandb(failed: bool) -> None:
+    """Close the W&B run (if any) so that the next job of a multirun starts its own, and a failure is marked."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
+    """Train; return the monitored metric (the objective of Hydra sweepers such as Optuna)."""
+    failed = True
+    try:
+        metrics, _ = train(cfg)
+        failed = False
+    finally:
+        _finish_wandb(failed)
     value = metrics.get(cfg.get("monitor", ""))
     return None if value is None else float(value)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["colorize", "depth_panel", "palette", "referring_panel", "segmentation_panel"]
+__all__ = ["attention_panel", "colorize", "depth_panel", "palette", "referring_panel", "segmentation_panel"]
 
 
 def _turbo(x: np.ndarray) -> np.ndarray:
@@ -167,4 +167,51 @@ def referring_panel(
         y = 16 + r * row_h
         draw.text((4, y), f'"{sentence}"'[: row.shape[1] // 6], fill="black")
         out.paste(Image.fromarray(row), (0, y + 14))
+    return out
+
+
+def attention_panel(
+    images: Sequence[torch.Tensor],
+    maps: Sequence[torch.Tensor],
+    labels: Sequence[Sequence[str]],
+    alpha: float = 0.6,
+) -> Image.Image:
+    """Rows of image | one cross-attention map per token or class, each over the image and titled.
+
+    Args:
+        images: ``[3, H, W]`` in ``[0, 1]``.
+        maps: per image, ``[K, h, w]`` attention probabilities (any resolution; upsampled to ``H x W``).
+        labels: per image, the ``K`` titles (token or class name).
+        alpha: weight of the colour map over the image.
+
+    Each map is scaled to its own maximum (the value is printed in its title), so that where a token attends
+    is visible even when the probability mass is spread over many tokens.
+    """
+    rows, titles = [], []
+    for image, amap, names in zip(images, maps, labels, strict=True):
+        if amap.shape[0] != len(names):
+            raise ValueError(f"attention_panel: {amap.shape[0]} maps but {len(names)} labels")
+        h, w = image.shape[-2:]
+        rgb = image.permute(1, 2, 0).clamp(0, 1).float().numpy() * 255
+        up = torch.nn.functional.interpolate(amap[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        tiles, row_titles = [rgb.astype(np.uint8)], ["image"]
+        for k, name in enumerate(names):
+            m = up[k].numpy()
+            peak = float(amap[k].max())
+            tiles.append((rgb * (1 - alpha) + colorize(m, 0.0, max(peak, 1e-8)) * alpha).astype(np.uint8))
+            row_titles.append(f"{name} (max {peak:.2f})")
+        rows.append(_tile(tiles))
+        titles.append(row_titles)
+    width = max(sum(t.shape[1] for t in row) for row in rows)
+    tile_w = rows[0][0].shape[1]
+    row_h = rows[0][0].shape[0] + 14
+    out = Image.new("RGB", (width, row_h * len(rows)), "white")
+    draw = ImageDraw.Draw(out)
+    for r, (row, row_titles) in enumerate(zip(rows, titles, strict=True)):
+        x, y = 0, r * row_h
+        for tile, title in zip(row, row_titles, strict=True):
+            draw.text((x + 2, y), title[: max(tile.shape[1] // 6, 4)], fill="black")
+            out.paste(Image.fromarray(tile), (x, y + 14))
+            x += tile.shape[1]
+    del tile_w
     return out

@@ -116,6 +116,9 @@ class DiffusionBackbone(nn.Module):
         self._previous_processors: dict | None = None
         self._hooks: list = []
         self._taps: dict[int, torch.Tensor] = {}
+        #: set ``record_attention = True`` to keep the maps of the next forwards in ``last_attention``
+        self.record_attention = False
+        self.last_attention: dict[int, torch.Tensor] = {}
         self.install()
         self.train()  # from_pretrained leaves modules in eval mode; the frozen VAE stays there
 
@@ -323,12 +326,33 @@ class DiffusionBackbone(nn.Module):
         if self.attention_levels:
             maps = self.store.aggregate(self._sizes)
             self.store.reset()
+            if self.record_attention:
+                self.last_attention = {level: m.detach().float().cpu() for level, m in maps.items()}
             for level in sorted(self.attention_levels):
                 attn = maps[level].to(features[level].dtype)
                 if self.detach_attention:
                     attn = attn.detach()
                 features[level] = torch.cat([features[level], attn], dim=1)
         return features
+
+    @torch.no_grad()
+    def attention_maps(
+        self, image: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """The aggregated cross-attention maps ``{level: [B, N, h, w]}`` (float32, CPU) of one forward.
+
+        Levels are the ones the configured variant uses (``ATTENTION_LEVELS``; A32: levels 1 and 2, at 1/16
+        and 1/32 of the image: 32x32 and 16x16 at 512 px); empty with ``attention="none"``. For pictures and
+        analysis: it runs a full forward without gradients.
+        """
+        previous = self.record_attention
+        self.record_attention, self.last_attention = True, {}
+        try:
+            self(image, context, context_mask)
+        finally:
+            self.record_attention = previous
+        maps, self.last_attention = self.last_attention, {}
+        return maps
 
     def extra_repr(self) -> str:
         return (

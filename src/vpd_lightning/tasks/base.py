@@ -61,7 +61,13 @@ class VPDTask(LightningModule):
                 continue
             groups.setdefault(self.lr_scale_and_decay(name, param), []).append(param)
         return [
-            {"params": params, "lr": lr * scale, "lr_scale": scale, "weight_decay": weight_decay if decay else 0.0}
+            {
+                "params": params,
+                "lr": lr * scale,
+                "lr_scale": scale,
+                "weight_decay": weight_decay if decay else 0.0,
+                "name": f"x{scale:g}" + ("" if decay else "_no_wd"),  # LearningRateMonitor: lr-AdamW/x0.01
+            }
             for (scale, decay), params in groups.items()
         ]
 
@@ -117,6 +123,11 @@ class VPDTask(LightningModule):
 
     def on_metrics_computed(self, metrics, stage: str) -> None:
         """Hook after the metrics of a validation or test epoch are logged (e.g. per-class tables)."""
+
+    def example_panels(self, attention: bool = True) -> dict:
+        """Pictures of the first validation batch (``self.examples``) by name (``{"predictions": PIL image,
+        "attention": ...}``); drawn by :class:`~vpd_lightning.callbacks.PredictionPanels`."""
+        return {}
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics, "val")

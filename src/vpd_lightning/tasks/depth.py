@@ -145,3 +145,19 @@ class DepthEstimationTask(VPDTask):
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_depth(batch["image"], batch["class_id"])
+
+    def example_panels(self, attention: bool = True) -> dict:
+        """image | ground truth | prediction | error, shared colour scale in metres.
+
+        No attention panel: the depth context is one scene token, so every cross-attention map is uniform
+        (softmax over a single token is 1 everywhere).
+        """
+        from vpd_lightning.visualize import depth_panel
+
+        if not self.examples:
+            return {}
+        ex = self.examples
+        panel = depth_panel(
+            [e["image"] for e in ex], [e["depth"] for e in ex], [e["pred"] for e in ex], self.hparams.max_depth
+        )
+        return {"predictions": panel}

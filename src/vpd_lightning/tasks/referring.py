@@ -117,9 +117,48 @@ class ReferringSegmentationTask(VPDTask):
                     "mask": batch["mask"][i].cpu(),
                     "pred": pred[i].cpu(),
                     "sentence": batch["sentence"][i] if "sentence" in batch else "",
+                    "input_ids": batch["input_ids"][i].cpu(),
+                    "attention_mask": batch["attention_mask"][i].cpu() if "attention_mask" in batch else None,
                 }
                 for i in range(min(4, pred.shape[0]))
             ]
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch["image"], batch["input_ids"], batch.get("attention_mask")).argmax(dim=1)
+
+    def example_panels(self, attention: bool = True, max_maps: int = 5) -> dict:
+        """Masks captioned with their sentence, and the cross-attention maps of the sentence's first
+        ``max_maps`` word tokens (start, end and padding tokens left out) for the first two examples."""
+        from vpd_lightning.visualize import attention_panel, referring_panel
+
+        if not self.examples:
+            return {}
+        ex = self.examples
+        panels = {
+            "predictions": referring_panel(
+                [e["image"] for e in ex], [e["mask"] for e in ex], [e["pred"] for e in ex], [e["sentence"] for e in ex]
+            )
+        }
+        if attention and self.backbone.attention_levels:
+            trainer = self._trainer
+            tokenizer = getattr(getattr(trainer, "datamodule", None), "tokenizer", None) if trainer else None
+            images, maps, labels = [], [], []
+            for e in ex[:2]:
+                ids, valid = e["input_ids"], e["attention_mask"]
+                if valid is None:  # CLIP pads with its end token: keep up to the first one
+                    valid = torch.cumsum(ids == ids[-1], 0) <= 1
+                positions = valid.nonzero().flatten().tolist()[1:-1][:max_maps]  # skip <start>, <end>
+                mask = valid[None].bool().to(self.device) if self.mask_padding else None
+                levels = self.backbone.attention_maps(
+                    e["image"][None].to(self.device) * 2.0 - 1.0, self.context(ids[None].to(self.device)), mask
+                )
+                amap = levels[min(levels)][0]  # [L, h, w]
+                if tokenizer is not None:
+                    words = [t.replace("</w>", "") for t in tokenizer.convert_ids_to_tokens(ids[positions].tolist())]
+                else:
+                    words = [f"token {p}" for p in positions]
+                images.append(e["image"])
+                maps.append(amap[positions])
+                labels.append(words)
+            panels["attention"] = attention_panel(images, maps, labels)
+        return panels

@@ -87,6 +87,7 @@ class SemanticSegmentationTask(VPDTask):
         self.val_metrics = SegmentationMetrics(self.num_classes, ignore_index, class_names)
         self.test_metrics = SegmentationMetrics(self.num_classes, ignore_index, class_names)
         self.per_class_table: str | None = None
+        self.per_class: list[tuple[str, float, float]] = []
         self.examples: list[dict[str, torch.Tensor]] = []
 
     # ------------------------------------------------------------------------------------------ optimiser
@@ -154,9 +155,49 @@ class SemanticSegmentationTask(VPDTask):
 
     def on_metrics_computed(self, metrics: SegmentationMetrics, stage: str) -> None:
         self.per_class_table = metrics.per_class_table()
+        result = metrics.compute()
+        names = self.class_names
+        #: ``(class, IoU, Acc)`` rows of the last evaluation (NaN: class absent), for dashboards
+        self.per_class = [(n, float(i), float(a)) for n, i, a in zip(names, result["iou"], result["acc"])]
         if stage == "val" and not self.trainer.sanity_checking:
             rows = [r for r in self.per_class_table.splitlines() if not r.rstrip().endswith("nan")]
             rank_zero_info(f"per-class IoU / Acc (%) at step {self.global_step} (classes seen):\n" + "\n".join(rows))
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_logits(batch["image"]).argmax(dim=1)
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.hparams.get("class_names")
+        return [str(n).strip() for n in names] if names is not None else [str(i) for i in range(self.num_classes)]
+
+    def example_panels(self, attention: bool = True, max_maps: int = 4) -> dict:
+        """Overlays of ground truth and prediction with a class legend, and the cross-attention maps of the
+        ``max_maps`` largest ground-truth classes of the first two images (the image resized to the training
+        crop)."""
+        from vpd_lightning.visualize import attention_panel, segmentation_panel
+
+        if not self.examples:
+            return {}
+        ex, names = self.examples, self.class_names
+        panels = {
+            "predictions": segmentation_panel(
+                [e["image"] for e in ex], [e["label"] for e in ex], [e["pred"] for e in ex], names
+            )
+        }
+        if attention and self.backbone.attention_levels:
+            images, maps, labels = [], [], []
+            for e in ex[:2]:
+                x = F.interpolate(e["image"][None].float(), size=tuple(self.hparams.crop_size), mode="bilinear")
+                levels = self.backbone.attention_maps(x.to(self.device) * 2.0 - 1.0, self.context(1))
+                amap = levels[min(levels)][0]  # the finest level used, [C, h, w]
+                label = e["label"][e["label"] != self.hparams.ignore_index]
+                counts = torch.bincount(label.flatten().long(), minlength=self.num_classes)[: self.num_classes]
+                if int((counts > 0).sum()) == 0:
+                    counts = torch.bincount(e["pred"].flatten().long(), minlength=self.num_classes)
+                classes = [int(c) for c in counts.argsort(descending=True)[:max_maps] if counts[c] > 0]
+                images.append(x[0].cpu())
+                maps.append(amap[classes])
+                labels.append([names[c] for c in classes])
+            panels["attention"] = attention_panel(images, maps, labels)
+        return panels

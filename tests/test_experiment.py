@@ -1,0 +1,232 @@
+"""Experiment management: W&B (offline), TensorBoard and on-disk panels, throughput and learning rates."""
+
+from __future__ import annotations
+
+import csv
+import glob
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from PIL import Image
+
+from vpd_lightning.config import CONFIG_DIR
+
+
+def make_cfg(overrides: list[str]):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def seg_overrides(ade_root, tiny_sd_dir, tmp_path) -> list[str]:
+    return [
+        "task=segmentation",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={ade_root}",
+        "data.crop_size=[48,48]",
+        "data.img_scale=[256,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.neck.out_channels=16",
+        "model.head.channels=16",
+        "model.crop_size=[48,48]",
+        "model.stride=[32,32]",
+        "model.test_scale=[256,64]",
+        "model.class_embeddings.max_length=16",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+    ]
+
+
+def depth_overrides(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
+    return [
+        "task=depth",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={nyu_root}",
+        "data.crop_size=[48,48]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.head.fusion_channels=32",
+        "model.head.head_channels=16",
+        "model.class_embeddings.templates='a photo of a {}.'",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+    ]
+
+
+def referring_overrides(refer_root, tiny_sd_dir, tmp_path) -> list[str]:
+    return [
+        "task=referring",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={refer_root}",
+        "data.image_size=64",
+        "data.max_tokens=12",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+    ]
+
+
+def _image_sizes(paths) -> list[tuple[int, int]]:
+    return [Image.open(p).size for p in paths]
+
+
+def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.train import _finish_wandb, train
+
+    cfg = make_cfg([*seg_overrides(ade_root, tiny_sd_dir, tmp_path), "logger=wandb", "logger.wandb.offline=true"])
+    try:
+        metrics, objects = train(cfg)
+    finally:
+        _finish_wandb(False)
+    assert "train/images_per_s" in metrics and metrics["train/images_per_s"] > 0
+    assert {"lr-AdamW/x0.1", "lr-AdamW/x1", "lr-AdamW/x1_no_wd"} <= set(metrics)
+    runs = glob.glob(str(tmp_path / "out" / "wandb" / "offline-run-*"))
+    assert len(runs) == 1
+    run = Path(runs[0])
+    data = next(run.glob("run-*.wandb")).read_bytes()
+    for key in ("train/loss", "val/miou", "val/aacc", "lr-AdamW/x0.1", "train/images_per_s", "trainer/global_step"):
+        assert key.encode() in data, key
+    # the resolved config went in (keys and resolved values of the model and data groups)
+    for key in (b"unet_lr_mult", b"class_embeddings", str(ade_root).encode()):
+        assert key in data
+    media = run / "files" / "media"
+    predictions = sorted((media / "images" / "val").glob("predictions_*.png"))
+    attention = sorted((media / "images" / "val").glob("attention_*.png"))
+    assert len(predictions) == 1 and len(attention) == 1
+    # image | ground truth | prediction columns over the validation image; attention: image + 1-4 class maps
+    width, height = Image.open(predictions[0]).size
+    assert width >= 3 * 64 and height > 64
+    assert Image.open(attention[0]).size[0] >= 2 * 48
+    table = next((media / "table" / "val").glob("per_class_iou_*.table.json"))
+    import json
+
+    content = json.loads(table.read_text())
+    assert content["columns"] == ["class", "IoU", "Acc"] and len(content["data"]) == 150
+    assert content["data"][0][0] == "wall"
+
+
+def test_panels_go_to_disk_without_an_image_logger(nyu_root, refer_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.callbacks import PredictionPanels
+    from vpd_lightning.train import train
+
+    # depth: image | gt | prediction | error; no attention panel (one scene token: uniform maps)
+    _, objects = train(make_cfg(depth_overrides(nyu_root, tiny_sd_dir, tmp_path / "depth")))
+    panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
+    names = sorted(p.name for p in panels.written)
+    assert names == ["predictions_step0000002.png"]
+    assert (tmp_path / "depth" / "out" / "panels" / names[0]).is_file()
+    # 4 columns of 96 px (the 64x96 test images) + header and scale bars
+    width, height = Image.open(panels.written[0]).size
+    assert width == 4 * 96 and height > 64
+
+    # referring: masks captioned with the sentence, and the maps of the sentence's first tokens
+    _, objects = train(make_cfg(referring_overrides(refer_root, tiny_sd_dir, tmp_path / "refer")))
+    panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
+    assert sorted(p.name for p in panels.written) == ["attention_step0000002.png", "predictions_step0000002.png"]
+    model = objects["model"]
+    first = model.examples[0]
+    n_words = int(first["attention_mask"].sum()) - 2 if first["attention_mask"] is not None else None
+    drawn = model.example_panels()["attention"]
+    assert drawn.size[1] == 2 * (128 + 14)  # two examples, one row each
+    if n_words is not None:
+        assert drawn.size[0] == 128 * (1 + min(n_words, 5))
+
+
+def test_segmentation_per_class_table_on_disk_and_tensorboard(ade_root, tiny_sd_dir, tmp_path):
+    pytest.importorskip("tensorboardX")
+    from vpd_lightning.callbacks import PredictionPanels
+    from vpd_lightning.train import train
+
+    overrides = [*seg_overrides(ade_root, tiny_sd_dir, tmp_path), "logger=tensorboard"]
+    overrides += ["+callbacks.prediction_panels.to_disk=true"]
+    _, objects = train(make_cfg(overrides))
+    panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
+    table = [p for p in panels.written if p.suffix == ".csv"][0]
+    rows = list(csv.reader(table.open()))
+    assert rows[0] == ["class", "IoU", "Acc"] and len(rows) == 151
+    model = objects["model"]
+    assert [r[0] for r in rows[1:]] == [n for n, _, _ in model.per_class]
+    ious = np.array([float(r[1]) for r in rows[1:]])
+    expected = np.array([i for _, i, _ in model.per_class])
+    assert np.allclose(ious, expected, atol=1e-4, equal_nan=True)
+    events = glob.glob(str(tmp_path / "out" / "tensorboard" / "events.out.tfevents.*"))
+    assert len(events) == 1
+    data = Path(events[0]).read_bytes()
+    for tag in (b"val/predictions", b"val/attention", b"val/per_class_iou", b"val/miou", b"train/images_per_s"):
+        assert tag in data, tag
+
+
+def test_images_per_second_counts_the_global_batch():
+    from vpd_lightning.callbacks.throughput import ImagesPerSecond, _batch_size
+
+    assert _batch_size({"image": torch.zeros(3, 3, 8, 8), "depth": torch.zeros(3, 1, 8, 8)}) == 3
+    with pytest.raises(TypeError, match="batch size"):
+        _batch_size({"x": 1})
+    logged = {}
+
+    class Module:
+        def log(self, name, value, **kwargs):
+            logged[name] = value
+
+    class Trainer:
+        world_size = 2
+
+    cb, module, trainer = ImagesPerSecond(), Module(), Trainer()
+    cb.on_train_epoch_start(trainer, module)
+    cb.on_train_batch_end(trainer, module, None, {"image": torch.zeros(4, 3, 8, 8)}, 0)
+    assert logged == {}  # the first batch only starts the clock
+    cb._last -= 0.5  # as if the next batch took 0.5 s
+    cb.on_train_batch_end(trainer, module, None, {"image": torch.zeros(4, 3, 8, 8)}, 1)
+    assert logged["train/images_per_s"] == pytest.approx(8 / 0.5, rel=0.05)
+
+
+def test_attention_panel_shapes_and_label_check():
+    from vpd_lightning.visualize import attention_panel
+
+    images = [torch.rand(3, 64, 96)]
+    maps = [torch.softmax(torch.randn(3, 4, 6), dim=0)]
+    out = attention_panel(images, maps, [["a", "b", "c"]])
+    assert out.size == (4 * round(96 * 128 / 64), 128 + 14)
+    with pytest.raises(ValueError, match="3 maps but 2 labels"):
+        attention_panel(images, maps, [["a", "b"]])
+
+
+def test_backbone_attention_maps_match_the_concatenated_features(tiny_sd_dir):
+    from vpd_lightning.backbone import DiffusionBackbone
+
+    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="a32").eval()
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    context = torch.randn(1, 5, backbone.context_dim)
+    maps = backbone.attention_maps(image, context)
+    assert sorted(maps) == sorted(backbone.attention_levels)
+    features = backbone(image, context)
+    for level, amap in maps.items():
+        assert amap.shape == (1, 5, *features[level].shape[-2:])
+        assert torch.allclose(amap.sum(1), torch.ones(1), atol=1e-5)  # probabilities over the 5 tokens
+        assert torch.allclose(features[level][:, -5:], amap, atol=1e-6)
+    assert backbone.record_attention is False and backbone.last_attention == {}
