@@ -57,6 +57,14 @@ def _run_name() -> str | None:
     return f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname}"[:128]
 
 
+def _direction(mode: str) -> str:
+    """``${vpd_direction:${mode}}``: the Optuna direction of a ``min``/``max`` monitor mode."""
+    directions = {"min": "minimize", "max": "maximize"}
+    if mode not in directions:
+        raise ValueError(f"vpd_direction: mode must be 'min' or 'max', got '{mode}'")
+    return directions[mode]
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
@@ -64,6 +72,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("vpd_class_names", _class_names)
     if not OmegaConf.has_resolver("vpd_run_group"):
         OmegaConf.register_new_resolver("vpd_run_group", _run_group)
+    if not OmegaConf.has_resolver("vpd_direction"):
+        OmegaConf.register_new_resolver("vpd_direction", _direction)
     if not OmegaConf.has_resolver("vpd_run_name"):
         OmegaConf.register_new_resolver("vpd_run_name", _run_name)
 

@@ -1,0 +1,95 @@
+"""Hydra multiruns: Optuna search with the monitored metric as objective, failing jobs, W&B grouping."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "vpd_lightning.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def depth_args(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
+    return [
+        "task=depth",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={nyu_root}",
+        "data.crop_size=[48,48]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.head.fusion_channels=32",
+        "model.head.head_channels=16",
+        "model.class_embeddings.templates='a photo of a {}.'",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+
+
+def _summary(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_optuna_search_minimises_the_monitored_metric(nyu_root, tiny_sd_dir, tmp_path):
+    sweep = tmp_path / "optuna"
+    args = [*depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr", "sweep=optuna", "hydra.sweeper.n_trials=3"]
+    result = _train_cli([*args, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    objectives = [float(r["objective"]) for r in rows]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    # depth monitors val/rmse with mode min: the study minimised exactly what the jobs returned
+    assert best.best_value == pytest.approx(min(objectives))
+    assert set(best.best_params) == {"model.optimizer.lr", "model.unet_lr_mult", "backbone.timestep"}
+    job = rows[objectives.index(min(objectives))]
+    cfg = OmegaConf.load(Path(job["output_dir"]) / ".hydra" / "config.yaml")
+    assert cfg.model.optimizer.lr == pytest.approx(best.best_params["model.optimizer.lr"])
+    assert 1e-5 <= cfg.model.optimizer.lr <= 2e-3 and cfg.backbone.timestep in (1, 50, 100, 200)
+
+
+def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_run(nyu_root, tiny_sd_dir, tmp_path):
+    sweep = tmp_path / "grid"
+    args = [
+        "-m",
+        *depth_args(nyu_root, tiny_sd_dir, tmp_path),
+        "logger=wandb",
+        "trainer.max_steps=1",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "model.optimizer.lr=-1.0,1.0e-3",  # job 0 fails (AdamW rejects a negative lr), job 1 runs
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = _train_cli(args, tmp_path)
+    assert result.returncode != 0  # the sweep reports the failure...
+    rows = _summary(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["failed", "completed"]  # ...after running every job
+    assert "Invalid learning rate" in rows[0]["error"] and rows[0]["objective"] == ""
+    assert 0 < float(rows[1]["objective"]) < 10
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
+    # one W&B run per job, both in the sweep's group
+    runs = [sorted(glob.glob(str(sweep / str(i) / "wandb" / "offline-run-*"))) for i in (0, 1)]
+    assert [len(r) for r in runs] == [1, 1]
+    group = f"depth-sweep-{sweep.name}".encode()
+    for run in runs:
+        assert group in next(Path(run[0]).glob("run-*.wandb")).read_bytes()
+    assert b"val/rmse" in next(Path(runs[1][0]).glob("run-*.wandb")).read_bytes()
