@@ -194,6 +194,7 @@ class ADE20KDataModule(VPDDataModule):
         image_dirs: dict[str, str] | None = None,
         label_dirs: dict[str, str] | None = None,
         pin_memory: bool = True,
+        sample_seeding: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -6,14 +6,17 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from vpd_lightning.data.sampling import ResumableDataLoader, SeededDataset, VPDSampler
+
 __all__ = ["VPDDataModule"]
 
 
 class VPDDataModule(LightningDataModule):
     """Base of the data modules: subclasses build ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
 
-    Reads ``batch_size``, ``num_workers``, ``pin_memory`` and (optionally) ``eval_batch_size`` from
-    ``self.hparams``. Training shuffles and drops the last incomplete batch; evaluation does neither.
+    Reads ``batch_size``, ``num_workers``, ``pin_memory`` and (optionally) ``eval_batch_size`` and
+    ``sample_seeding`` from ``self.hparams``. Training shuffles and drops the last incomplete batch; evaluation
+    does neither. Loaders come from :mod:`vpd_lightning.data.sampling` (process split, mid-epoch resume).
     """
 
     train_set: Dataset | None = None
@@ -21,24 +24,58 @@ class VPDDataModule(LightningDataModule):
     test_set: Dataset | None = None
 
     def _loader(self, dataset: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+        """Training (``shuffle``): a seeded permutation per epoch split across processes, last incomplete batch
+        dropped, resumable mid-epoch. Evaluation: file order, split across processes without padding."""
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = torch.initial_seed() % 2**31
+        seeded = shuffle and self.hparams.get("sample_seeding", False)
+        if seeded:
+            dataset = SeededDataset(dataset, seed)
+        sampler = VPDSampler(
+            dataset,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=shuffle,
+            pad=shuffle,
+            keys=seeded,
+            num_replicas=world,
+            rank=rank,
+        )
         workers = self.hparams.num_workers
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=shuffle,
             num_workers=workers,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=workers > 0,
+            # its own generator: creating an iterator draws a worker base seed, which must not move the
+            # global RNG (the augmentations' stream) differently in a resumed run
+            generator=torch.Generator().manual_seed(seed + rank),
         )
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: dataset counters that shape the augmentation (NYUv2's every-4th CutDepth)."""
+        count = getattr(self.train_set, "_count", None)
+        return {} if count is None else {"train_count": int(count)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored_count = state_dict.get("train_count")
+        if self._restored_count is not None and self.train_set is not None:
+            self.train_set._count = int(self._restored_count)
 
     @property
     def eval_batch_size(self) -> int:
         return self.hparams.get("eval_batch_size", 1)
 
     def train_dataloader(self) -> DataLoader:
+        count = getattr(self, "_restored_count", None)
+        if count is not None and self.train_set is not None:  # restored from a checkpoint before setup()
+            self.train_set._count, self._restored_count = int(count), None
         return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

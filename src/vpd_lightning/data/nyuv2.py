@@ -228,6 +228,7 @@ class NYUv2DataModule(VPDDataModule):
         cutdepth_mode: str = "reference",
         photometric: bool = True,
         pin_memory: bool = True,
+        sample_seeding: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -510,6 +510,7 @@ class RefCOCODataModule(VPDDataModule):
         train_split, val_split, test_split: split names.
         batch_size: training batch size; eval_batch_size: validation/test batch size.
         num_workers, pin_memory: DataLoader settings.
+        sample_seeding: seed each training sample by (seed, epoch, index) (see :mod:`vpd_lightning.data.sampling`).
         overlap_quirk: REFER's polygon-overlap rule (see :func:`decode_mask`).
     """
 
@@ -529,6 +530,7 @@ class RefCOCODataModule(VPDDataModule):
         num_workers: int = 8,
         overlap_quirk: bool = True,
         pin_memory: bool = True,
+        sample_seeding: bool = False,
     ) -> None:
         super().__init__()
         is_name = tokenizer is None or isinstance(tokenizer, (str, os.PathLike))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import numpy as np
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import LightningModule
 
 from vpd_lightning.backbone import DiffusionBackbone
@@ -96,11 +98,49 @@ class VPDTask(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the model description (``vpd_config``, set by ``train.build``) so that prediction and export
-        rebuild the model from the checkpoint alone (see :mod:`vpd_lightning.export`)."""
+        """Store what a checkpoint alone must bring back.
+
+        - ``vpd_config``: the model description (set by ``train.build``) from which prediction and export
+          rebuild the model (see :mod:`vpd_lightning.export`);
+        - ``rng_states``: torch (CPU and CUDA), numpy and Python RNG states, so that a resumed run draws the
+          same augmentations as an uninterrupted one (Lightning does not save them);
+        - ``wandb_run_id``: the W&B run to continue when resuming.
+        """
         config = getattr(self, "vpd_config", None)
         if config is not None:
             checkpoint["vpd_config"] = config
+        checkpoint["rng_states"] = _rng_states()
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+                checkpoint["wandb_run_id"] = logger.version
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """When a fit resumes (not when a checkpoint is only evaluated): restore the RNG states and keep the
+        training loader's position for :meth:`on_train_start`."""
+        states = checkpoint.get("rng_states")
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return
+        if states is not None:
+            _restore_rng_states(states)
+        loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self._loader_states = loops.get("combined_loader") or None
+
+    def on_train_start(self) -> None:
+        """Give the training loader its position within the epoch when resuming.
+
+        Lightning restores loader states only if the loader was not built before the checkpoint was read; the
+        schedule's ``estimated_stepping_batches`` builds it earlier, so the state is applied here (before the
+        first batch is drawn; applying it twice is harmless).
+        """
+        states, self._loader_states = getattr(self, "_loader_states", None), None
+        if not states:
+            return
+        loaders = self.trainer.train_dataloader
+        loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+        for loader, state in zip(loaders, states):
+            if hasattr(loader, "load_state_dict"):
+                loader.load_state_dict(state)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict, metrics, batch_idx: int) -> None:
@@ -134,3 +174,21 @@ class VPDTask(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
+
+
+def _rng_states() -> dict:
+    """Lightning's RNG collection with numpy's state array as a tensor (loadable with ``weights_only=True``)."""
+    states = _collect_rng_states()
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    states["numpy"] = (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), gauss)
+    return states
+
+
+def _restore_rng_states(states: dict) -> None:
+    states = dict(states)
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    states["numpy"] = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
+    cuda = states.pop("torch.cuda", [])
+    _set_rng_states(states)
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,146 @@
+"""Interrupted runs: atomic checkpoints, ckpt_path=last / auto_resume, and a killed run resumed exactly."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cmd(nyu_root, tiny_sd_dir, tmp_path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vpd_lightning.train",
+        "task=depth",
+        f"sd_path={tiny_sd_dir}",
+        "trainer=cpu",
+        f"data.root={nyu_root}",
+        "data.crop_size=[48,48]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.head.fusion_channels=32",
+        "model.head.head_channels=16",
+        "model.class_embeddings.templates='a photo of a {}.'",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=12",  # 3 epochs of 4 steps (8 images, batch 2), CutDepth and augmentations on
+        "trainer.log_every_n_steps=1",
+        "callbacks.last_checkpoint.every_n_train_steps=3",
+        "logger=many",
+        "test=false",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+
+
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")}
+
+
+def _val_rmse(run_dir: Path) -> dict[int, float]:
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        return {int(r["step"]): float(r["val/rmse"]) for r in csv.DictReader(f) if r.get("val/rmse")}
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_dir, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    result = subprocess.run(
+        _cmd(nyu_root, tiny_sd_dir, tmp_path, full), env=_env(), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # the same run, killed with SIGKILL as soon as its first interval checkpoint (step 3, mid-epoch) exists
+    proc = subprocess.Popen(
+        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] in (3, 6, 9)  # interrupted before the end, at an interval checkpoint
+    loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert loader["consumed"] == 2 * (state["global_step"] % 4)  # position within the epoch
+    first_run_id = state["wandb_run_id"]
+
+    # resume in the same folder (auto_resume picks up checkpoints/last.ckpt)
+    result = subprocess.run(
+        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed, "auto_resume=true"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "auto_resume: continuing from" in result.stdout + result.stderr
+
+    a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(last, map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    # validation after the resume: the same numbers as the uninterrupted run (steps 8 and 12; step 4 too when
+    # the kill came after it)
+    rmse_a, rmse_b = _val_rmse(full), _val_rmse(killed)
+    assert set(rmse_a) == {3, 7, 11} and set(rmse_b) >= {7, 11}
+    for step, value in rmse_b.items():
+        assert value == rmse_a[step]
+    # the resumed run continued the same W&B run
+    assert b["wandb_run_id"] == first_run_id
+    runs = sorted((killed / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(first_run_id) for r in runs)
+
+
+def test_atomic_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from vpd_lightning.checkpoint import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"partial bytes")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint survives whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):
+    from vpd_lightning.train import _resolve_ckpt, _resume_wandb_run
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "ckpt_path": None, "auto_resume": True})
+    assert _resolve_ckpt(cfg) is None  # nothing to resume yet: start from scratch
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    torch.save({"wandb_run_id": "abc123", "state_dict": {}}, last)
+    assert _resolve_ckpt(cfg) == str(last)
+    cfg.auto_resume, cfg.ckpt_path = False, "last"
+    assert _resolve_ckpt(cfg) == str(last)
+    cfg.ckpt_path = str(tmp_path / "missing.ckpt")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        _resolve_ckpt(cfg)
+    cfg.logger = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "id": None}}
+    _resume_wandb_run(cfg, str(last))
+    assert cfg.logger.wandb.id == "abc123"
