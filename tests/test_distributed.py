@@ -1,0 +1,187 @@
+"""Multi-process training: samplers, synchronised batch norm, a 2-process CPU DDP run against 1 process,
+and the FSDP / SLURM configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.data.sampling import ResumableDataLoader, SeededDataset, VPDSampler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _batches(world: int, batch: int, n: int = 10, epoch: int = 0) -> list[list[list[int]]]:
+    out = []
+    for rank in range(world):
+        sampler = VPDSampler(range(n), shuffle=True, seed=7, drop_last=True, num_replicas=world, rank=rank)
+        sampler.set_epoch(epoch)
+        idx = list(sampler)
+        out.append([idx[i : i + batch] for i in range(0, len(idx) - batch + 1, batch)])
+    return out
+
+
+def test_one_process_and_two_processes_see_the_same_global_batches():
+    (one,) = _batches(1, 4)
+    two = _batches(2, 2)
+    for step, global_batch in enumerate(one):
+        assert sorted(global_batch) == sorted(two[0][step] + two[1][step])
+    assert _batches(1, 4, epoch=1) != _batches(1, 4, epoch=0)  # a new permutation every epoch
+
+
+def test_evaluation_split_is_unpadded_and_complete():
+    shares = [list(VPDSampler(range(7), shuffle=False, pad=False, num_replicas=3, rank=r)) for r in range(3)]
+    assert sorted(sum(shares, [])) == list(range(7))  # every image exactly once (DistributedSampler pads)
+    assert [len(VPDSampler(range(7), shuffle=False, pad=False, num_replicas=3, rank=r)) for r in range(3)] == [3, 2, 2]
+
+
+def test_loader_state_skips_the_consumed_samples():
+    data = list(range(12))
+    make = lambda: ResumableDataLoader(  # noqa: E731
+        data, batch_size=2, sampler=VPDSampler(data, shuffle=True, seed=3, drop_last=True), drop_last=True
+    )
+    full = [b.tolist() for b in make()]
+    loader = make()
+    it = iter(loader)
+    seen = [next(it).tolist(), next(it).tolist()]
+    state = loader.state_dict()
+    assert state == {"epoch": 0, "consumed": 4}
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert seen + [b.tolist() for b in resumed] == full
+    assert [b.tolist() for b in resumed] == full  # the offset applies to one epoch only
+
+
+def test_seeded_dataset_draws_depend_on_the_key_only():
+    class Noise(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.rand(()).item()
+
+    data = SeededDataset(Noise(), seed=1)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = [data[k] for k in (0, 3, 7)]
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is left alone
+    assert [data[k] for k in (7, 3, 0)] == first[::-1]
+    assert data[2] != data[7]  # key 7 = epoch 1, index 2: a fresh draw
+
+
+def test_allreduce_batchnorm_is_plain_batchnorm_in_one_process_and_reverts():
+    from vpd_lightning.distributed import AllReduceBatchNorm
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    ref = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    ref.load_state_dict(model.state_dict())
+    AllReduceBatchNorm().apply(model)
+    assert type(model[1]).__name__ == "AllReduceBatchNorm2d" and isinstance(model[1], nn.BatchNorm2d)
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(model(x), ref(x))
+    AllReduceBatchNorm().revert(model)
+    assert type(model[1]) is nn.BatchNorm2d
+
+
+def _seg_cmd(ade_root, tiny_sd_dir, tmp_path, run: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vpd_lightning.train",
+        "task=segmentation",
+        f"sd_path={tiny_sd_dir}",
+        f"data.root={ade_root}",
+        "data.crop_size=[48,48]",
+        "data.img_scale=[256,64]",
+        "data.num_workers=0",
+        "data.sample_seeding=true",
+        "model.neck.out_channels=16",
+        "model.head.channels=16",
+        "model.crop_size=[48,48]",
+        "model.stride=[32,32]",
+        "model.test_scale=[256,64]",
+        "model.class_embeddings.max_length=16",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=1.0",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+        "callbacks.prediction_panels.attention=false",
+        f"hydra.run.dir={tmp_path / run}",
+        *extra,
+    ]
+
+
+def _val_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        return [{k: v for k, v in r.items() if k.startswith("val/") and v} for r in csv.DictReader(f) if r["val/miou"]]
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(ade_root, tiny_sd_dir, tmp_path):
+    # one thread per process in both runs: image resizing rounds differently with 1 and 2 threads
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    runs = {
+        "one": ["trainer=cpu", "trainer.devices=1", "data.batch_size=4"],
+        "two": ["trainer=ddp_cpu", "data.batch_size=2"],  # 2 processes (gloo) x 2 images, synchronised BN
+    }
+    for name, extra in runs.items():
+        result = subprocess.run(
+            _seg_cmd(ade_root, tiny_sd_dir, tmp_path, name, *extra),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = _val_rows(tmp_path / "one"), _val_rows(tmp_path / "two")
+    assert len(one) == len(two) == 2  # validations after epochs 1 and 2 (3 images split 2 + 1 across ranks)
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys() and {"val/miou", "val/aacc", "val/macc"} <= a.keys()
+        for key in a:
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-6), key
+    sa = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    sb = torch.load(tmp_path / "two" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert sa["global_step"] == sb["global_step"] == 4
+    for key, value in sa["state_dict"].items():  # weights and the heads' BN running statistics
+        assert torch.allclose(value.float(), sb["state_dict"][key].float(), atol=1e-5), key
+
+
+def test_fsdp_config_wraps_each_unet_block(tiny_sd_dir):
+    from diffusers import UNet2DConditionModel
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=fsdp"])
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy.use_orig_params
+    strategy = instantiate(cfg.trainer.strategy)
+    policy = strategy.kwargs["auto_wrap_policy"]
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder="unet")
+    wrapped = [m for m in unet.modules() if type(m) in policy._module_classes]
+    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    assert len(wrapped) == len(blocks) and all(any(w is b for b in blocks) for w in wrapped)
+
+
+def test_slurm_cluster_config_matches_the_trainer():
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["cluster=slurm", "trainer.num_nodes=2", "trainer.devices=4"], return_hydra_config=True
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert cfg.trainer.strategy._target_.endswith("DDPStrategy") and cfg.trainer.sync_batchnorm
+    assert cfg.auto_resume is True
+    targets = [p._target_ for p in cfg.trainer.plugins]
+    assert targets == [
+        "vpd_lightning.checkpoint.AtomicCheckpointIO",
+        "lightning.pytorch.plugins.environments.SLURMEnvironment",
+    ]
