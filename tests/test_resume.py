@@ -144,3 +144,18 @@ def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):
     cfg.logger = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "id": None}}
     _resume_wandb_run(cfg, str(last))
     assert cfg.logger.wandb.id == "abc123"
+
+
+def test_sigterm_stops_at_a_step_with_a_failure_status(nyu_root, tiny_sd_dir, tmp_path):
+    run = tmp_path / "term"
+    cmd = _cmd(nyu_root, tiny_sd_dir, tmp_path, run, "trainer.max_steps=400", "logger=csv")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]  # not 0: a supervisor sees the interruption
+    assert "stopped by SIGTERM at step" in out and "ckpt_path=last" in out
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] < 400

@@ -95,8 +95,11 @@ def test_cli_fast_dev_run(nyu_root, tiny_sd_dir, tmp_path):
     args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
     result = _run_cli([*args, "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "val/rmse" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "val/rmse" in output
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    # the run's folder is printed when it starts and when it ends
+    assert output.count(f"output folder: {tmp_path / 'run'}") == 2
 
 
 def test_cli_missing_data_root_stops_at_once(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.config import CONFIG_DIR
@@ -91,7 +93,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     log.info("parameters: %.2f M trainable, %.2f M frozen", n_train / 1e6, n_frozen / 1e6)
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            # Lightning stops cleanly at a step boundary but would exit with status 0, like a finished run
+            last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+            log.warning(
+                "stopped by SIGTERM at step %d; last checkpoint: %s. Continue with the same output folder and "
+                "ckpt_path=last (or auto_resume=true).",
+                trainer.global_step,
+                last if last.is_file() else "none yet",
+            )
+            raise SystemExit(128 + signal.SIGTERM) from None
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("test", False):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
