@@ -59,15 +59,20 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
-    # the same run, killed with SIGKILL as soon as its first interval checkpoint (step 3, mid-epoch) exists
+    # the same run, killed with SIGKILL as soon as its first interval checkpoint (step 3, mid-epoch) exists;
+    # the whole process group, as a scheduler kills a job (the W&B service process included)
     proc = subprocess.Popen(
-        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["global_step"] in (3, 6, 9)  # interrupted before the end, at an interval checkpoint
