@@ -95,10 +95,14 @@ def _image_sizes(paths) -> list[tuple[int, int]]:
     return [Image.open(p).size for p in paths]
 
 
-def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_sd_dir, tmp_path):
+def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_sd_dir, tmp_path, monkeypatch):
     from vpd_lightning.train import _finish_wandb, train
 
-    cfg = make_cfg([*seg_overrides(ade_root, tiny_sd_dir, tmp_path), "logger=wandb", "logger.wandb.offline=true"])
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # artifact staging, not under $HOME
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    # offline through WANDB_MODE=offline (conftest): WandbLogger refuses log_model with offline=true
+    overrides = ["logger=wandb", "logger.wandb.log_model=all"]
+    cfg = make_cfg([*seg_overrides(ade_root, tiny_sd_dir, tmp_path), *overrides])
     try:
         metrics, objects = train(cfg)
     finally:
@@ -128,6 +132,9 @@ def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_
     content = json.loads(table.read_text())
     assert content["columns"] == ["class", "IoU", "Acc"] and len(content["data"]) == 150
     assert content["data"][0][0] == "wall"
+    # log_model=all: the checkpoint went in as a W&B model artifact of this run
+    run_id = run.name.rsplit("-", 1)[1]
+    assert f"model-{run_id}".encode() in data and b"best-000.ckpt" in data
 
 
 def test_panels_go_to_disk_without_an_image_logger(nyu_root, refer_root, tiny_sd_dir, tmp_path):
