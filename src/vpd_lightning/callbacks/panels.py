@@ -31,7 +31,7 @@ class PredictionPanels(Callback):
 
     Args:
         every_n_validations: draw at every n-th validation (1: each).
-        attention: include the cross-attention panel (one extra forward on two images).
+        attention: include the cross-attention panel (one extra forward on two images; skipped under FSDP).
         to_disk: ``None`` writes files only when no W&B/TensorBoard logger is attached; ``True`` always.
     """
 
@@ -51,8 +51,10 @@ class PredictionPanels(Callback):
         self._validations += 1
         if (self._validations - 1) % self.every_n_validations:
             return
-        # every rank runs the (collective-free) forward so that no process waits on another; rank 0 logs
-        panels = pl_module.example_panels(attention=self.attention)
+        # every rank runs the (collective-free) forward so that no process waits on another; rank 0 logs.
+        # Under FSDP the backbone cannot run outside the sharded root module: no attention panel there.
+        attention = self.attention and "FSDP" not in type(trainer.strategy).__name__
+        panels = pl_module.example_panels(attention=attention)
         rows = getattr(pl_module, "per_class", None) or []
         self._publish(trainer, panels, rows)
 
