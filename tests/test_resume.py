@@ -52,6 +52,34 @@ def _val_rmse(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["val/rmse"]) for r in csv.DictReader(f) if r.get("val/rmse")}
 
 
+def _kill_children_outside_the_group(pid: int) -> None:
+    """W&B's service process runs in its own session and outlives a killed parent for ~1-2 s, holding the run
+    id; a scheduler kills every process of a job, so do the same and wait until they are gone."""
+    mine = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--pid" in args and args[args.index(b"--pid") + 1 : args.index(b"--pid") + 2] == [str(pid).encode()]:
+            mine.append(int(cmdline.parent.name))
+    for child in mine:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{c}").exists() and b"zombie" not in _status(c) for c in mine) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def _status(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
+
+
 def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_dir, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     result = subprocess.run(
@@ -74,6 +102,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    _kill_children_outside_the_group(proc.pid)
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["global_step"] in (3, 6, 9)  # interrupted before the end, at an interval checkpoint
     loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
@@ -164,3 +193,31 @@ def test_sigterm_stops_at_a_step_with_a_failure_status(nyu_root, tiny_sd_dir, tm
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]  # not 0: a supervisor sees the interruption
     assert "stopped by SIGTERM at step" in out and "ckpt_path=last" in out
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] < 400
+
+
+def test_resumed_wandb_run_waits_while_the_old_process_holds_it():
+    from vpd_lightning.train import _start_wandb_run
+
+    class Logger:
+        version, calls = "abc", 0
+
+        @property
+        def experiment(self):
+            self.calls += 1
+            if self.calls < 3:
+                raise RuntimeError("run ID abc is in use")
+            return "run"
+
+    logger = Logger()
+    _start_wandb_run(logger, wait_s=0)
+    assert logger.calls == 3
+    with pytest.raises(RuntimeError, match="in use"):
+        _start_wandb_run(Logger(), attempts=2, wait_s=0)
+
+    class Broken(Logger):
+        @property
+        def experiment(self):
+            raise ValueError("bad entity")
+
+    with pytest.raises(ValueError, match="bad entity"):
+        _start_wandb_run(Broken(), wait_s=0)

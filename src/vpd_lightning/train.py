@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -59,6 +60,20 @@ def _resume_wandb_run(cfg: DictConfig, ckpt_path: str) -> None:
             log.info("resuming W&B run %s", run_id)
 
 
+def _start_wandb_run(logger, attempts: int = 30, wait_s: float = 1.0) -> None:
+    """Open the W&B run of a resumed fit, waiting while the interrupted process's W&B service (which outlives
+    it by a second or two) still holds the run id."""
+    for attempt in range(attempts):
+        try:
+            logger.experiment  # noqa: B018 -- starts the run
+            return
+        except Exception as err:  # wandb raises its ServerResponseError
+            if "is in use" not in str(err) or attempt == attempts - 1:
+                raise
+            log.info("W&B run %s is still held by the interrupted process; retrying in %.0f s", logger.version, wait_s)
+            time.sleep(wait_s)
+
+
 def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
     """Instantiate data module, model, callbacks, loggers and trainer (data first: a bad root fails at once).
 
@@ -74,6 +89,10 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if resume_from is not None:
+        for logger in loggers:
+            if type(logger).__name__ == "WandbLogger":
+                _start_wandb_run(logger)
     if loggers:
         resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
         for logger in loggers:
