@@ -237,3 +237,21 @@ def test_backbone_attention_maps_match_the_concatenated_features(tiny_sd_dir):
         assert torch.allclose(amap.sum(1), torch.ones(1), atol=1e-5)  # probabilities over the 5 tokens
         assert torch.allclose(features[level][:, -5:], amap, atol=1e-6)
     assert backbone.record_attention is False and backbone.last_attention == {}
+
+
+@pytest.mark.parametrize("task", ["depth", "segmentation"])
+def test_bf16_mixed_precision_trains_and_validates(task, nyu_root, ade_root, tiny_sd_dir, tmp_path):
+    """bf16-mixed (trainer=fsdp's default, an option elsewhere) through the attention capture and heads; on the
+    CPU Lightning autocasts to bfloat16 just as on GPUs."""
+    from vpd_lightning.train import train
+
+    overrides = (
+        depth_overrides(nyu_root, tiny_sd_dir, tmp_path)
+        if task == "depth"
+        else seg_overrides(ade_root, tiny_sd_dir, tmp_path)
+    )
+    metrics, objects = train(make_cfg([*overrides, "trainer.precision=bf16-mixed", "backbone.attention=a32"]))
+    assert objects["trainer"].precision == "bf16-mixed"
+    monitored = objects["model"].monitor
+    assert monitored in metrics and metrics[monitored] == metrics[monitored]  # a number, not NaN
+    assert all(p.dtype == torch.float32 for p in objects["model"].parameters())  # weights stay fp32

@@ -115,6 +115,9 @@ class NYUv2Dataset(Dataset):
         scene_match: ``"first_substring"`` (VPD) or ``"exact"``.
         crop_size: training crop ``(h, w)`` (VPD: 480 x 480).
         cutdepth: apply CutDepth to every 4th training sample (VPD: yes).
+        cutdepth_schedule: ``"every_4th"`` (VPD: every 4th sample a worker serves, a counter) or ``"random"``
+            (probability 1/4 from the sample's own RNG draw: used with ``sample_seeding``, where the choice must
+            not depend on which process or worker serves the sample).
         cutdepth_mode: ``"reference"`` (raw millimetres wrapped into uint8, as VPD) or ``"normalized"``.
         photometric: brightness/contrast, gamma and HSV jitter (VPD: yes).
         augment: augment (default: for the training split only).
@@ -132,7 +135,10 @@ class NYUv2Dataset(Dataset):
         cutdepth_mode: str = "reference",
         photometric: bool = True,
         augment: bool | None = None,
+        cutdepth_schedule: str = "every_4th",
     ) -> None:
+        if cutdepth_schedule not in ("every_4th", "random"):
+            raise ValueError(f"cutdepth_schedule must be 'every_4th' or 'random', got '{cutdepth_schedule}'")
         self.root = Path(root).expanduser()
         self.split = split
         self.data_dir, self.list_file = verify_layout(self.root, split, list_file)
@@ -153,6 +159,7 @@ class NYUv2Dataset(Dataset):
         self.transform = NYUTrainAugment(tuple(crop_size), photometric=photometric) if self.augment else None
         self.cutdepth = cutdepth and self.augment
         self.cutdepth_mode = cutdepth_mode
+        self.cutdepth_schedule = cutdepth_schedule
         self._count = 0  # VPD/GLPDepth: CutDepth on every 4th sample a worker serves
 
     def __len__(self) -> int:
@@ -192,7 +199,11 @@ class NYUv2Dataset(Dataset):
         image = self._read_rgb(rgb_path)
         depth = self._read_depth(depth_path, image.shape[:2])
         if self.augment:
-            if self.cutdepth and self._count % 4 == 0:
+            if self.cutdepth_schedule == "random":
+                due = bool(torch.rand(()) < 0.25)
+            else:
+                due = self._count % 4 == 0
+            if self.cutdepth and due:
                 image = cutdepth(image, depth, mode=self.cutdepth_mode)
             self._count += 1
             image, depth = self.transform(image, depth)
@@ -252,6 +263,7 @@ class NYUv2DataModule(VPDDataModule):
             cutdepth=hp.cutdepth,
             cutdepth_mode=hp.cutdepth_mode,
             photometric=hp.photometric,
+            cutdepth_schedule="random" if hp.get("sample_seeding", False) else "every_4th",
         )
 
     def setup(self, stage: str | None = None) -> None:

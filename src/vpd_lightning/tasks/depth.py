@@ -34,6 +34,7 @@ class DepthEstimationTask(VPDTask):
         class_embeddings: ``[num_classes, D]`` scene-class embeddings (kept as a buffer, saved with the model).
         optimizer, scheduler, unet_lr_mult: see :class:`VPDTask` (VPD: AdamW 5e-4, wd 0.1, UNet x0.01).
         silog_lambda: variance weight of the SiLog loss (VPD: 0.5).
+        silog_sync: SiLog over the global batch of all processes (see :class:`SiLogLoss`; VPD: per process).
         min_depth, max_depth: evaluation range in metres (VPD: 1e-3, 10).
         input_padding: pad inputs to a multiple of this (VPD: 64); ``None`` runs the native size (diffusers
             handles any multiple of 8), a deviation offered for speed.
@@ -54,6 +55,7 @@ class DepthEstimationTask(VPDTask):
         scheduler: Callable | None = None,
         unet_lr_mult: float = 0.01,
         silog_lambda: float = 0.5,
+        silog_sync: bool = False,
         min_depth: float = 1e-3,
         max_depth: float = 10.0,
         input_padding: int | None = 64,
@@ -77,7 +79,7 @@ class DepthEstimationTask(VPDTask):
         self.register_buffer("class_embeddings", class_embeddings)
         self.text_adapter = TextAdapter(backbone.context_dim)
         self.head = head(in_channels=backbone.out_channels(1), max_depth=max_depth)
-        self.criterion = SiLogLoss(silog_lambda)
+        self.criterion = SiLogLoss(silog_lambda, sync=silog_sync)
         self.input_padding = input_padding
         self.val_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
         self.test_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
