@@ -4,6 +4,7 @@ and the FSDP / SLURM configs."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -224,3 +225,70 @@ def test_silog_sync_is_the_plain_loss_in_one_process_and_cutdepth_schedule_is_ch
     assert torch.equal(SiLogLoss(sync=True)(pred, target), SiLogLoss()(pred, target))
     with pytest.raises(ValueError, match="cutdepth_schedule"):
         NYUv2Dataset(nyu_root, "train", cutdepth_schedule="sometimes")
+
+
+def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, tiny_sd_dir, tmp_path):
+    """trainer=fsdp's wrapping (one unit per UNet block, frozen VAE, forward hooks, attention processors) on 2
+    CPU processes through a test-only strategy subclass (Lightning runs FSDP on GPUs only); the full checkpoint
+    it writes is then evaluated in one process and reproduces the last validation."""
+    from vpd_lightning.evaluate import evaluate
+
+    common = [
+        "task=depth",
+        f"sd_path={tiny_sd_dir}",
+        f"data.root={nyu_root}",
+        "data.num_workers=0",
+        "model.head.fusion_channels=32",
+        "model.head.head_channels=16",
+        "model.class_embeddings.templates='a photo of a {}.'",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    train_args = [
+        "trainer=fsdp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.sync_batchnorm=false",
+        "trainer.strategy._target_=fsdp_cpu.CPUFSDPStrategy",
+        "trainer.strategy.sync_module_states=false",  # a CPU module: every rank has the same seed instead
+        "trainer.plugins=[{_target_: vpd_lightning.distributed.AllReduceBatchNorm}]",
+        "data.crop_size=[48,48]",
+        "data.batch_size=2",
+        "trainer.max_steps=4",
+        "test=false",
+        f"hydra.run.dir={tmp_path / 'fsdp'}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vpd_lightning.train", *common, *train_args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the root, one unit per UNet block (torch also wraps each batch norm alone, to keep it in fp32)
+    unet = json.loads((Path(tiny_sd_dir) / "unet" / "config.json").read_text())
+    line = next(x for x in result.stdout.splitlines() if x.startswith("FSDP units:"))
+    units = line.split()[2:]
+    expected = [*unet["down_block_types"], unet["mid_block_type"], *unet["up_block_types"]]
+    assert units[0] == "DepthEstimationTask"
+    assert sorted(u for u in units[1:] if not u.endswith("BatchNorm2d")) == sorted(expected)
+    last = tmp_path / "fsdp" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4
+    # full (unsharded) tensors under the plain parameter names
+    assert state["state_dict"]["head.last_layer_depth.2.weight"].shape == (1, 16, 3, 3)
+    assert not any("_fsdp_wrapped_module" in k or "flat_param" in k for k in state["state_dict"])
+    last_val = _rows(tmp_path / "fsdp", "val/")[-1]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "evaluate",
+            overrides=[*common, "trainer=cpu", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}"],
+            return_hydra_config=True,
+        )
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    metrics = evaluate(cfg)
+    assert metrics["test/rmse"] == pytest.approx(float(last_val["val/rmse"]), abs=1e-5)

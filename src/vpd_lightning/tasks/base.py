@@ -157,7 +157,8 @@ class VPDTask(LightningModule):
         """Log every scalar of ``metrics.compute()`` as ``<stage>/<name>``, then reset the metric."""
         for name, value in metrics.compute().items():
             if value.ndim == 0:
-                self.log(f"{stage}/{name}", value.float(), prog_bar=name in self.prog_bar_metrics)
+                # already reduced over processes by the metric; sync_dist averages identical values (a no-op)
+                self.log(f"{stage}/{name}", value.float(), prog_bar=name in self.prog_bar_metrics, sync_dist=True)
         self.on_metrics_computed(metrics, stage)
         metrics.reset()
 
