@@ -45,3 +45,13 @@ def refer_root(tmp_path_factory):
     from vpd_lightning.data.generate import generate_refcoco
 
     return generate_refcoco(tmp_path_factory.mktemp("refer"), "refcoco", "unc", 16, 64, 80, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """wandb exports WANDB_SERVICE so that child processes attach to the parent's service. A training subprocess
+    started by a later test would then run inside this pytest process's W&B service, and a killed one would keep
+    its run id busy there: every test starts and ends without it."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
