@@ -95,16 +95,15 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
     assert b"val/rmse" in next(Path(runs[1][0]).glob("run-*.wandb")).read_bytes()
 
 
-def test_submitit_launcher_runs_the_jobs_in_their_own_processes(nyu_root, tiny_sd_dir, tmp_path):
+def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, tmp_path):
     """cluster=slurm uses Hydra's submitit launcher; its local executor runs the same pickled job code path."""
     sweep = tmp_path / "submitit"
     args = ["-m", "hydra/launcher=submitit_local", *depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr"]
-    result = _train_cli([*args, "backbone.timestep=1,100", f"hydra.sweep.dir={sweep}"], tmp_path)
+    result = _train_cli([*args, "backbone.timestep=100", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _summary(sweep / "summary.csv")
-    assert sorted(r["job"] for r in rows) == ["0", "1"] and {r["status"] for r in rows} == {"completed"}
-    assert all(0 < float(r["objective"]) < 10 for r in rows)
-    # each job ran in a submitit-managed process with its own logs
-    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
-    timesteps = sorted(OmegaConf.load(sweep / str(i) / ".hydra" / "config.yaml").backbone.timestep for i in (0, 1))
-    assert timesteps == [1, 100]
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed")] and 0 < float(rows[0]["objective"]) < 10
+    # the job ran in a submitit-managed process (its own id folder with the pickled job and its logs)
+    jobs = [p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(jobs) == 1 and any(f.name.endswith("_result.pkl") for f in jobs[0].iterdir())
+    assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").backbone.timestep == 100
