@@ -107,3 +107,34 @@ def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, 
     jobs = [p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
     assert len(jobs) == 1 and any(f.name.endswith("_result.pkl") for f in jobs[0].iterdir())
     assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").backbone.timestep == 100
+
+
+@pytest.mark.parametrize("task", ["segmentation", "referring"])
+def test_grid_multirun_for_the_other_tasks(task, ade_root, refer_root, tiny_sd_dir, tmp_path):
+    """The attention-variant grid (sweep=attention minus `none`) on the segmentation and referring tasks: the
+    heads adapt to the A32 and A64 channel counts and each job returns its task's monitored metric."""
+    common = [f"task={task}", f"sd_path={tiny_sd_dir}", "trainer=cpu", "data.num_workers=0", "debug=fdr"]
+    common += [f"paths.cache_dir={tmp_path / 'cache'}"]
+    if task == "segmentation":
+        common += [
+            f"data.root={ade_root}",
+            "data.crop_size=[48,48]",
+            "data.img_scale=[256,64]",
+            "data.batch_size=2",
+            "model.neck.out_channels=16",
+            "model.head.channels=16",
+            "model.crop_size=[48,48]",
+            "model.stride=[32,32]",
+            "model.test_scale=[256,64]",
+            "model.class_embeddings.max_length=16",
+        ]
+    else:
+        common += [f"data.root={refer_root}", "data.image_size=64", "data.max_tokens=12", "data.batch_size=2"]
+    sweep = tmp_path / "grid"
+    result = _train_cli(["-m", *common, "backbone.attention=a32,a64", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert all(0 <= float(r["objective"]) <= 1 for r in rows)  # val/miou, val/oiou
+    variants = [OmegaConf.load(sweep / str(i) / ".hydra" / "config.yaml").backbone.attention for i in (0, 1)]
+    assert variants == ["a32", "a64"]
