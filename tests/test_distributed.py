@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from tiny_config import REPO, cli_env, make_cfg, run_train, tiny_task
 from torch import nn
 
-from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.data.sampling import ResumableDataLoader, SeededDataset, VPDSampler
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _batches(world: int, batch: int, n: int = 10, epoch: int = 0) -> list[list[list[int]]]:
@@ -93,37 +87,15 @@ def test_allreduce_batchnorm_is_plain_batchnorm_in_one_process_and_reverts():
     assert type(model[1]) is nn.BatchNorm2d
 
 
-def _cmd(task: str, root, tiny_sd_dir, tmp_path, run: str, *extra: str) -> list[str]:
+def _args(task: str, root, tiny_sd_dir, tmp_path, run: str, *extra: str) -> list[str]:
     if task == "segmentation":
-        task_args = [
-            "data.img_scale=[256,64]",
-            "model.neck.out_channels=16",
-            "model.head.channels=16",
-            "model.crop_size=[48,48]",
-            "model.stride=[32,32]",
-            "model.test_scale=[256,64]",
-            "model.class_embeddings.max_length=16",
-            "callbacks.prediction_panels.attention=false",
-        ]
+        task_args = ["callbacks.prediction_panels.attention=false"]
     else:  # depth, the embedded default; SiLog over the global batch (per process by default, as VPD)
-        task_args = [
-            "model.head.fusion_channels=32",
-            "model.head.head_channels=16",
-            "model.class_embeddings.templates='a photo of a {}.'",
-            "model.silog_sync=true",
-        ]
+        task_args = ["model.silog_sync=true"]
     return [
-        sys.executable,
-        "-m",
-        "vpd_lightning.train",
-        f"task={task}",
-        f"sd_path={tiny_sd_dir}",
-        f"data.root={root}",
-        "data.crop_size=[48,48]",
-        "data.num_workers=0",
+        *tiny_task(task, root, tiny_sd_dir, tmp_path),
         "data.sample_seeding=true",
         *task_args,
-        f"paths.cache_dir={tmp_path / 'cache'}",
         "trainer.max_steps=4",
         "trainer.val_check_interval=1.0",
         "trainer.log_every_n_steps=1",
@@ -148,19 +120,13 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     depth, loss (model.silog_sync); segmentation's cross-entropy over equal crops needs no option."""
     root = nyu_root if task == "depth" else ade_root
     # one thread per process in both runs: image resizing rounds differently with 1 and 2 threads
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    env = cli_env(OMP_NUM_THREADS="1")
     runs = {
         "one": ["trainer=cpu", "trainer.devices=1", "data.batch_size=4"],
         "two": ["trainer=ddp_cpu", "data.batch_size=2"],
     }
     for name, extra in runs.items():
-        result = subprocess.run(
-            _cmd(task, root, tiny_sd_dir, tmp_path, name, *extra),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = run_train(_args(task, root, tiny_sd_dir, tmp_path, name, *extra), env=env)
         assert result.returncode == 0, result.stderr[-3000:]
     one, two = _rows(tmp_path / "one", "val/"), _rows(tmp_path / "two", "val/")
     # validations after epochs 1 and 2; the evaluation split is uneven across the 2 ranks for segmentation (2 + 1)
@@ -188,8 +154,7 @@ def test_fsdp_config_wraps_each_unet_block(tiny_sd_dir):
     from diffusers import UNet2DConditionModel
     from hydra.utils import instantiate
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["trainer=fsdp"])
+    cfg = make_cfg(["trainer=fsdp"])
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy.use_orig_params
     strategy = instantiate(cfg.trainer.strategy)
     policy = strategy.kwargs["auto_wrap_policy"]
@@ -200,10 +165,7 @@ def test_fsdp_config_wraps_each_unet_block(tiny_sd_dir):
 
 
 def test_slurm_cluster_config_matches_the_trainer():
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train", overrides=["cluster=slurm", "trainer.num_nodes=2", "trainer.devices=4"], return_hydra_config=True
-        )
+    cfg = make_cfg(["cluster=slurm", "trainer.num_nodes=2", "trainer.devices=4"])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
@@ -233,16 +195,7 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, 
     it writes is then evaluated in one process and reproduces the last validation."""
     from vpd_lightning.evaluate import evaluate
 
-    common = [
-        "task=depth",
-        f"sd_path={tiny_sd_dir}",
-        f"data.root={nyu_root}",
-        "data.num_workers=0",
-        "model.head.fusion_channels=32",
-        "model.head.head_channels=16",
-        "model.class_embeddings.templates='a photo of a {}.'",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
+    common = tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path)
     train_args = [
         "trainer=fsdp",
         "trainer.accelerator=cpu",
@@ -252,20 +205,12 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, 
         "trainer.strategy._target_=fsdp_cpu.CPUFSDPStrategy",
         "trainer.strategy.sync_module_states=false",  # a CPU module: every rank has the same seed instead
         "trainer.plugins=[{_target_: vpd_lightning.distributed.AllReduceBatchNorm}]",
-        "data.crop_size=[48,48]",
         "data.batch_size=2",
         "trainer.max_steps=4",
         "test=false",
         f"hydra.run.dir={tmp_path / 'fsdp'}",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "vpd_lightning.train", *common, *train_args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_train([*common, *train_args], env=cli_env(REPO / "tests"))
     assert result.returncode == 0, result.stderr[-3000:]
     # the root, one unit per UNet block (torch also wraps each batch norm alone, to keep it in fp32)
     unet = json.loads((Path(tiny_sd_dir) / "unet" / "config.json").read_text())
@@ -281,14 +226,6 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, 
     assert state["state_dict"]["head.last_layer_depth.2.weight"].shape == (1, 16, 3, 3)
     assert not any("_fsdp_wrapped_module" in k or "flat_param" in k for k in state["state_dict"])
     last_val = _rows(tmp_path / "fsdp", "val/")[-1]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "evaluate",
-            overrides=[*common, "trainer=cpu", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}"],
-            return_hydra_config=True,
-        )
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(cfg)
-    metrics = evaluate(cfg)
+    overrides = [*common, "trainer=cpu", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}"]
+    metrics = evaluate(make_cfg(overrides, "evaluate"))
     assert metrics["test/rmse"] == pytest.approx(float(last_val["val/rmse"]), abs=1e-5)

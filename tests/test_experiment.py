@@ -9,37 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from PIL import Image
-
-from vpd_lightning.config import CONFIG_DIR
-
-
-def make_cfg(overrides: list[str]):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+from tiny_config import make_cfg, tiny_task
 
 
-def seg_overrides(ade_root, tiny_sd_dir, tmp_path) -> list[str]:
+def short_fit(task: str, root, tiny_sd_dir, tmp_path) -> list[str]:
+    """Two training steps of batch 2, then one validation batch (where the panels are drawn); no test."""
     return [
-        "task=segmentation",
-        f"sd_path={tiny_sd_dir}",
+        *tiny_task(task, root, tiny_sd_dir, tmp_path),
         "trainer=cpu",
-        f"data.root={ade_root}",
-        "data.crop_size=[48,48]",
-        "data.img_scale=[256,64]",
         "data.batch_size=2",
-        "data.num_workers=0",
-        "model.neck.out_channels=16",
-        "model.head.channels=16",
-        "model.crop_size=[48,48]",
-        "model.stride=[32,32]",
-        "model.test_scale=[256,64]",
-        "model.class_embeddings.max_length=16",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'out'}",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
@@ -47,52 +26,6 @@ def seg_overrides(ade_root, tiny_sd_dir, tmp_path) -> list[str]:
         "trainer.log_every_n_steps=1",
         "test=false",
     ]
-
-
-def depth_overrides(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
-    return [
-        "task=depth",
-        f"sd_path={tiny_sd_dir}",
-        "trainer=cpu",
-        f"data.root={nyu_root}",
-        "data.crop_size=[48,48]",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "model.head.fusion_channels=32",
-        "model.head.head_channels=16",
-        "model.class_embeddings.templates='a photo of a {}.'",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-        "test=false",
-    ]
-
-
-def referring_overrides(refer_root, tiny_sd_dir, tmp_path) -> list[str]:
-    return [
-        "task=referring",
-        f"sd_path={tiny_sd_dir}",
-        "trainer=cpu",
-        f"data.root={refer_root}",
-        "data.image_size=64",
-        "data.max_tokens=12",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
-        "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1",
-        "test=false",
-    ]
-
-
-def _image_sizes(paths) -> list[tuple[int, int]]:
-    return [Image.open(p).size for p in paths]
 
 
 def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_sd_dir, tmp_path, monkeypatch):
@@ -102,7 +35,7 @@ def test_wandb_offline_run_holds_config_metrics_panels_and_table(ade_root, tiny_
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     # offline through WANDB_MODE=offline (conftest): WandbLogger refuses log_model with offline=true
     overrides = ["logger=wandb", "logger.wandb.log_model=all"]
-    cfg = make_cfg([*seg_overrides(ade_root, tiny_sd_dir, tmp_path), *overrides])
+    cfg = make_cfg([*short_fit("segmentation", ade_root, tiny_sd_dir, tmp_path), *overrides])
     try:
         metrics, objects = train(cfg)
     finally:
@@ -142,7 +75,7 @@ def test_panels_go_to_disk_without_an_image_logger(nyu_root, refer_root, tiny_sd
     from vpd_lightning.train import train
 
     # depth: image | gt | prediction | error; no attention panel (one scene token: uniform maps)
-    _, objects = train(make_cfg(depth_overrides(nyu_root, tiny_sd_dir, tmp_path / "depth")))
+    _, objects = train(make_cfg(short_fit("depth", nyu_root, tiny_sd_dir, tmp_path / "depth")))
     panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
     names = sorted(p.name for p in panels.written)
     assert names == ["predictions_step0000002.png"]
@@ -152,7 +85,7 @@ def test_panels_go_to_disk_without_an_image_logger(nyu_root, refer_root, tiny_sd
     assert width == 4 * 96 and height > 64
 
     # referring: masks captioned with the sentence, and the maps of the sentence's first tokens
-    _, objects = train(make_cfg(referring_overrides(refer_root, tiny_sd_dir, tmp_path / "refer")))
+    _, objects = train(make_cfg(short_fit("referring", refer_root, tiny_sd_dir, tmp_path / "refer")))
     panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
     assert sorted(p.name for p in panels.written) == ["attention_step0000002.png", "predictions_step0000002.png"]
     model = objects["model"]
@@ -169,7 +102,7 @@ def test_segmentation_per_class_table_on_disk_and_tensorboard(ade_root, tiny_sd_
     from vpd_lightning.callbacks import PredictionPanels
     from vpd_lightning.train import train
 
-    overrides = [*seg_overrides(ade_root, tiny_sd_dir, tmp_path), "logger=tensorboard"]
+    overrides = [*short_fit("segmentation", ade_root, tiny_sd_dir, tmp_path), "logger=tensorboard"]
     overrides += ["+callbacks.prediction_panels.to_disk=true"]
     _, objects = train(make_cfg(overrides))
     panels = [c for c in objects["trainer"].callbacks if isinstance(c, PredictionPanels)][0]
@@ -245,11 +178,7 @@ def test_bf16_mixed_precision_trains_and_validates(task, nyu_root, ade_root, tin
     CPU Lightning autocasts to bfloat16 just as on GPUs."""
     from vpd_lightning.train import train
 
-    overrides = (
-        depth_overrides(nyu_root, tiny_sd_dir, tmp_path)
-        if task == "depth"
-        else seg_overrides(ade_root, tiny_sd_dir, tmp_path)
-    )
+    overrides = short_fit(task, nyu_root if task == "depth" else ade_root, tiny_sd_dir, tmp_path)
     metrics, objects = train(make_cfg([*overrides, "trainer.precision=bf16-mixed", "backbone.attention=a32"]))
     assert objects["trainer"].precision == "bf16-mixed"
     monitored = objects["model"].monitor

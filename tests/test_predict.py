@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from PIL import Image
+from tiny_config import make_cfg, tiny_task
 
-from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.export import CheckpointError, WrongTaskError, load_checkpoint, load_model
 from vpd_lightning.predict import (
     OutputNotWritableError,
@@ -30,58 +28,27 @@ from vpd_lightning.predict import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_cfg(name: str, overrides: list[str]):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
 def task_overrides(task: str, root: Path, tiny_sd_dir: Path, tmp: Path) -> list[str]:
     """Tiny training overrides of each task (as in test_train.py), one optimisation step, no test run."""
-    common = [
-        f"task={task}",
-        f"sd_path={tiny_sd_dir}",
+    extra = ["trainer.val_check_interval=1"] if task == "segmentation" else []
+    return [
+        *tiny_task(task, root, tiny_sd_dir, tmp),
         "trainer=cpu",
-        f"data.root={root}",
-        "data.num_workers=0",
-        f"paths.cache_dir={tmp / 'cache'}",
+        "data.batch_size=2",
         f"paths.output_dir={tmp / 'out'}",
         "trainer.max_epochs=1",
         "trainer.max_steps=1",
         "trainer.limit_val_batches=1",
         "test=false",
+        *extra,
     ]
-    per_task = {
-        "depth": [
-            "data.crop_size=[48,48]",
-            "data.batch_size=2",
-            "model.head.fusion_channels=32",
-            "model.head.head_channels=16",
-            "model.class_embeddings.templates='a photo of a {}.'",
-        ],
-        "segmentation": [
-            "data.crop_size=[48,48]",
-            "data.img_scale=[256,64]",
-            "data.batch_size=2",
-            "model.neck.out_channels=16",
-            "model.head.channels=16",
-            "model.crop_size=[48,48]",
-            "model.stride=[32,32]",
-            "model.test_scale=[256,64]",
-            "model.class_embeddings.max_length=16",
-            "trainer.val_check_interval=1",
-        ],
-        "referring": ["data.image_size=64", "data.max_tokens=12", "data.batch_size=2"],
-    }
-    return common + per_task[task]
 
 
 def train_checkpoint(task: str, root: Path, tiny_sd_dir: Path, tmp: Path) -> Path:
     """A real checkpoint written by ``vpd_lightning.train`` (with its stored model description)."""
     from vpd_lightning.train import train
 
-    train(make_cfg("train", task_overrides(task, root, tiny_sd_dir, tmp)))
+    train(make_cfg(task_overrides(task, root, tiny_sd_dir, tmp)))
     path = tmp / "out" / "checkpoints" / "last.ckpt"
     assert path.is_file()
     return path
@@ -289,7 +256,7 @@ def test_unwritable_output_folder(checkpoints, tmp_path):
     predictor = Predictor.from_pretrained(checkpoints["depth"])
     with pytest.raises(OutputNotWritableError, match="file.txt"):
         predict_files(predictor, tmp_path / "x.png", blocker / "out", progress=False)
-    cfg = make_cfg("predict", [f"ckpt_path={checkpoints['depth']}", f"input={tmp_path / 'x.png'}", f"output={blocker}"])
+    cfg = make_cfg([f"ckpt_path={checkpoints['depth']}", f"input={tmp_path / 'x.png'}", f"output={blocker}"], "predict")
     with pytest.raises(OutputNotWritableError, match="not writable"):
         predict(cfg)
 
@@ -299,8 +266,8 @@ def test_wrong_task_corrupt_and_missing_checkpoints(checkpoints, tmp_path):
         load_model(checkpoints["depth"], task="segmentation")
     Image.fromarray(_rgb(48, 48, 0)).save(tmp_path / "x.png")
     cfg = make_cfg(
-        "predict",
         ["task=referring", f"ckpt_path={checkpoints['segmentation']}", f"input={tmp_path}", f"output={tmp_path / 'o'}"],
+        "predict",
     )
     with pytest.raises(WrongTaskError, match="segmentation"):
         predict(cfg)
@@ -329,12 +296,12 @@ def test_checkpoint_without_stored_config_uses_the_hydra_config(checkpoints, tmp
     with pytest.raises(CheckpointError, match="stores no model configuration"):
         load_model(bare)
     overrides = [o for o in task_overrides("depth", nyu_root, tiny_sd_dir, tmp_path) if not o.startswith("trainer.")]
-    cfg = make_cfg("predict", [*overrides, f"ckpt_path={bare}", "input=x", "output=y"])
+    cfg = make_cfg([*overrides, f"ckpt_path={bare}", "input=x", "output=y"], "predict")
     rebuilt = load_model(bare, cfg=cfg)
     image = _rgb(50, 70, 4)
     assert np.abs(Predictor(rebuilt)(image) - Predictor.from_pretrained(checkpoints["depth"])(image)).max() < 1e-6
     with pytest.raises(WrongTaskError):
-        load_model(bare, cfg=make_cfg("predict", ["task=segmentation", "ckpt_path=x", "input=x", "output=y"]))
+        load_model(bare, cfg=make_cfg(["task=segmentation", "ckpt_path=x", "input=x", "output=y"], "predict"))
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -6,33 +6,20 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny_config import cli_env, run_train, tiny_task, train_cmd
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _cmd(nyu_root, tiny_sd_dir, tmp_path, run_dir: Path, *extra: str) -> list[str]:
+def _args(nyu_root, tiny_sd_dir, tmp_path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "vpd_lightning.train",
-        "task=depth",
-        f"sd_path={tiny_sd_dir}",
+        *tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path),
         "trainer=cpu",
-        f"data.root={nyu_root}",
-        "data.crop_size=[48,48]",
         "data.batch_size=2",
-        "data.num_workers=0",
-        "model.head.fusion_channels=32",
-        "model.head.head_channels=16",
-        "model.class_embeddings.templates='a photo of a {}.'",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         "trainer.max_steps=12",  # 3 epochs of 4 steps (8 images, batch 2), CutDepth and augmentations on
         "trainer.log_every_n_steps=1",
         "callbacks.last_checkpoint.every_n_train_steps=3",
@@ -41,10 +28,6 @@ def _cmd(nyu_root, tiny_sd_dir, tmp_path, run_dir: Path, *extra: str) -> list[st
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
-
-
-def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")}
 
 
 def _val_rmse(run_dir: Path) -> dict[int, float]:
@@ -82,16 +65,14 @@ def _status(pid: int) -> bytes:
 
 def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_dir, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    result = subprocess.run(
-        _cmd(nyu_root, tiny_sd_dir, tmp_path, full), env=_env(), capture_output=True, text=True, timeout=600
-    )
+    result = run_train(_args(nyu_root, tiny_sd_dir, tmp_path, full))
     assert result.returncode == 0, result.stderr[-3000:]
 
     # the same run, killed with SIGKILL as soon as its first interval checkpoint (step 3, mid-epoch) exists;
     # the whole process group, as a scheduler kills a job (the W&B service process included)
     proc = subprocess.Popen(
-        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed),
-        env=_env(),
+        train_cmd(_args(nyu_root, tiny_sd_dir, tmp_path, killed)),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -111,13 +92,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_
     first_run_id = state["wandb_run_id"]
 
     # resume in the same folder (auto_resume picks up checkpoints/last.ckpt)
-    result = subprocess.run(
-        _cmd(nyu_root, tiny_sd_dir, tmp_path, killed, "auto_resume=true"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_train(_args(nyu_root, tiny_sd_dir, tmp_path, killed, "auto_resume=true"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "auto_resume: continuing from" in result.stdout + result.stderr
 
@@ -185,8 +160,8 @@ def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):
 
 def test_sigterm_stops_at_a_step_with_a_failure_status(nyu_root, tiny_sd_dir, tmp_path):
     run = tmp_path / "term"
-    cmd = _cmd(nyu_root, tiny_sd_dir, tmp_path, run, "trainer.max_steps=400", "logger=csv")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = train_cmd(_args(nyu_root, tiny_sd_dir, tmp_path, run, "trainer.max_steps=400", "logger=csv"))
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:

@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import csv
 import glob
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _train_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "vpd_lightning.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from tiny_config import run_train, tiny_task
 
 
 def depth_args(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
-    return [
-        "task=depth",
-        f"sd_path={tiny_sd_dir}",
-        "trainer=cpu",
-        f"data.root={nyu_root}",
-        "data.crop_size=[48,48]",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "model.head.fusion_channels=32",
-        "model.head.head_channels=16",
-        "model.class_embeddings.templates='a photo of a {}.'",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
+    return [*tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path), "trainer=cpu", "data.batch_size=2"]
 
 
 def _summary(path: Path) -> list[dict]:
@@ -51,7 +23,7 @@ def _summary(path: Path) -> list[dict]:
 def test_optuna_search_minimises_the_monitored_metric(nyu_root, tiny_sd_dir, tmp_path):
     sweep = tmp_path / "optuna"
     args = [*depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr", "sweep=optuna", "hydra.sweeper.n_trials=3"]
-    result = _train_cli([*args, f"hydra.sweep.dir={sweep}"], tmp_path)
+    result = run_train([*args, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _summary(sweep / "summary.csv")
     assert [r["status"] for r in rows] == ["completed"] * 3
@@ -79,7 +51,7 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
         "model.optimizer.lr=-1.0,1.0e-3",  # job 0 fails (AdamW rejects a negative lr), job 1 runs
         f"hydra.sweep.dir={sweep}",
     ]
-    result = _train_cli(args, tmp_path)
+    result = run_train(args, tmp_path)
     assert result.returncode != 0  # the sweep reports the failure...
     rows = _summary(sweep / "summary.csv")
     assert [r["status"] for r in rows] == ["failed", "completed"]  # ...after running every job
@@ -99,7 +71,7 @@ def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, 
     """cluster=slurm uses Hydra's submitit launcher; its local executor runs the same pickled job code path."""
     sweep = tmp_path / "submitit"
     args = ["-m", "hydra/launcher=submitit_local", *depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr"]
-    result = _train_cli([*args, "backbone.timestep=100", f"hydra.sweep.dir={sweep}"], tmp_path)
+    result = run_train([*args, "backbone.timestep=100", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _summary(sweep / "summary.csv")
     assert [(r["job"], r["status"]) for r in rows] == [("0", "completed")] and 0 < float(rows[0]["objective"]) < 10
@@ -113,25 +85,10 @@ def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, 
 def test_grid_multirun_for_the_other_tasks(task, ade_root, refer_root, tiny_sd_dir, tmp_path):
     """The attention-variant grid (sweep=attention minus `none`) on the segmentation and referring tasks: the
     heads adapt to the A32 and A64 channel counts and each job returns its task's monitored metric."""
-    common = [f"task={task}", f"sd_path={tiny_sd_dir}", "trainer=cpu", "data.num_workers=0", "debug=fdr"]
-    common += [f"paths.cache_dir={tmp_path / 'cache'}"]
-    if task == "segmentation":
-        common += [
-            f"data.root={ade_root}",
-            "data.crop_size=[48,48]",
-            "data.img_scale=[256,64]",
-            "data.batch_size=2",
-            "model.neck.out_channels=16",
-            "model.head.channels=16",
-            "model.crop_size=[48,48]",
-            "model.stride=[32,32]",
-            "model.test_scale=[256,64]",
-            "model.class_embeddings.max_length=16",
-        ]
-    else:
-        common += [f"data.root={refer_root}", "data.image_size=64", "data.max_tokens=12", "data.batch_size=2"]
+    root = ade_root if task == "segmentation" else refer_root
+    common = [*tiny_task(task, root, tiny_sd_dir, tmp_path), "trainer=cpu", "data.batch_size=2", "debug=fdr"]
     sweep = tmp_path / "grid"
-    result = _train_cli(["-m", *common, "backbone.attention=a32,a64", f"hydra.sweep.dir={sweep}"], tmp_path)
+    result = run_train(["-m", *common, "backbone.attention=a32,a64", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _summary(sweep / "summary.csv")
     assert [r["status"] for r in rows] == ["completed", "completed"]

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
+from tiny_config import make_cfg, run_train, tiny_task
 
 from vpd_lightning.config import CONFIG_DIR
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_cfg(overrides: list[str]):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def common(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
     return [
-        "task=depth",
-        f"sd_path={tiny_sd_dir}",
+        *tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path),
         "trainer=cpu",
-        f"data.root={nyu_root}",
-        "data.crop_size=[48,48]",
         "data.batch_size=2",
-        "data.num_workers=0",
-        "model.head.fusion_channels=32",
-        "model.head.head_channels=16",
-        "model.class_embeddings.templates='a photo of a {}.'",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'out'}",
     ]
 
@@ -79,21 +59,9 @@ def test_fit_then_evaluate_checkpoint(nyu_root, tiny_sd_dir, tmp_path, capsys):
     assert evaluated["test/rmse"] == pytest.approx(metrics["test/rmse"], rel=1e-5)
 
 
-def _run_cli(args: list[str], tmp_path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "vpd_lightning.train", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cli_fast_dev_run(nyu_root, tiny_sd_dir, tmp_path):
     args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
-    result = _run_cli([*args, "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    result = run_train([*args, "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "val/rmse" in output
@@ -103,7 +71,7 @@ def test_cli_fast_dev_run(nyu_root, tiny_sd_dir, tmp_path):
 
 
 def test_cli_missing_data_root_stops_at_once(tmp_path):
-    result = _run_cli(
+    result = run_train(
         ["task=depth", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
     )
     assert result.returncode != 0
@@ -130,21 +98,9 @@ def test_segmentation_fast_dev_run_in_process(ade_root, tiny_sd_dir, tmp_path):
     from vpd_lightning.train import train
 
     overrides = [
-        "task=segmentation",
-        f"sd_path={tiny_sd_dir}",
+        *tiny_task("segmentation", ade_root, tiny_sd_dir, tmp_path),
         "trainer=cpu",
-        f"data.root={ade_root}",
-        "data.crop_size=[48,48]",
-        "data.img_scale=[256,64]",
         "data.batch_size=2",
-        "data.num_workers=0",
-        "model.neck.out_channels=16",
-        "model.head.channels=16",
-        "model.crop_size=[48,48]",
-        "model.stride=[32,32]",
-        "model.test_scale=[256,64]",
-        "model.class_embeddings.max_length=16",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'out'}",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
@@ -166,15 +122,9 @@ def test_referring_fit_and_evaluate_in_process(refer_root, tiny_sd_dir, tmp_path
     from vpd_lightning.train import train
 
     overrides = [
-        "task=referring",
-        f"sd_path={tiny_sd_dir}",
+        *tiny_task("referring", refer_root, tiny_sd_dir, tmp_path),
         "trainer=cpu",
-        f"data.root={refer_root}",
-        "data.image_size=64",
-        "data.max_tokens=12",
         "data.batch_size=4",
-        "data.num_workers=0",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'out'}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
@@ -204,7 +154,7 @@ def test_every_task_composes_with_the_paper_recipe(task):
 
 def test_sweep_config_runs_a_multirun(nyu_root, tiny_sd_dir, tmp_path):
     args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
-    result = _run_cli([*args, "debug=fdr", "sweep=latent_scaling", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    result = run_train([*args, "debug=fdr", "sweep=latent_scaling", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     from omegaconf import OmegaConf
 

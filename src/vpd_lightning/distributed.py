@@ -99,7 +99,8 @@ class AllReduceBatchNorm(LayerSync):
         return model
 
     def revert(self, model: nn.Module) -> nn.Module:
+        original = {synced: cls for cls, synced in _SYNCED.items()}
         for module in model.modules():
             if isinstance(module, _AllReduceBatchNormMixin):
-                module.__class__ = type(module).__mro__[2]
+                module.__class__ = original[type(module)]
         return model
