@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_predict import make_cfg, train_checkpoint
+from test_predict import train_checkpoint
+from tiny_config import make_cfg
 
 from vpd_lightning.export import (
     CheckpointError,
@@ -113,8 +114,8 @@ def test_predict_from_exported_folder(task, checkpoints, tmp_path, no_sd_weights
 
 def test_export_cli_flow(checkpoints, tmp_path):
     cfg = make_cfg(
-        "predict",
         [f"ckpt_path={checkpoints['segmentation']}", f"output={tmp_path / 'seg'}", "task=segmentation"],
+        "predict",
     )
     folder = export_checkpoint(cfg)
     assert (folder / "model.safetensors").is_file()
