@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from tiny_config import run_train, tiny_task
+from tiny_config import run_train, tiny_task, wandb_run_bytes
 
 
 def depth_args(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
@@ -63,8 +63,8 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
     assert [len(r) for r in runs] == [1, 1]
     group = f"depth-sweep-{sweep.name}".encode()
     for run in runs:
-        assert group in next(Path(run[0]).glob("run-*.wandb")).read_bytes()
-    assert b"val/rmse" in next(Path(runs[1][0]).glob("run-*.wandb")).read_bytes()
+        assert group in wandb_run_bytes(Path(run[0]), group)
+    assert b"val/rmse" in wandb_run_bytes(Path(runs[1][0]), b"val/rmse")
 
 
 def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, tmp_path):

@@ -70,3 +70,21 @@ def train_cmd(args: list[str]) -> list[str]:
 def run_train(args: list[str], cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m vpd_lightning.train ARGS`` to completion (10 minutes at most), output captured."""
     return subprocess.run(train_cmd(args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=600)
+
+
+def wandb_run_bytes(run_dir: Path, *keys: bytes, timeout: float = 60.0) -> bytes:
+    """The ``run-*.wandb`` file of an offline W&B run, read once it holds every key in ``keys``.
+
+    ``wandb.finish`` returns when the run's exit record is handed to the W&B service, whose writer process
+    appends the last records to the file a moment later (seconds on a loaded machine): wait for them, up to
+    ``timeout`` seconds, and return what the file holds then (the caller's asserts name a key still missing).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(Path(run_dir).glob("run-*.wandb"))
+        data = files[0].read_bytes() if files else b""
+        if all(key in data for key in keys) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
