@@ -90,6 +90,20 @@ def _wrapper_code():
     return report_user_errors(lambda cfg: None).__code__
 
 
+def test_entry_points_without_hydra_exit_with_the_message(capsys, monkeypatch):
+    """The demo (argparse) reports user errors the same way."""
+    from vpd_lightning.utils.errors import user_errors_exit
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as info, user_errors_exit():
+        raise ConfigError("invalid configuration:\n  data.batch_size must be an integer >= 1, got 0")
+    assert info.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["ConfigError: invalid configuration:", "  data.batch_size must be an integer >= 1, got 0"]
+    with pytest.raises(KeyError), user_errors_exit():
+        raise KeyError("a bug keeps its traceback")
+
+
 # ----------------------------------------------------------------------------- 8: early config validation
 def _no_build(monkeypatch):
     """Make building the data module or the model fail the test."""
