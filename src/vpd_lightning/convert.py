@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vpd_lightning.utils.errors import UserError
+
 __all__ = [
     "DDPM_BUFFERS",
     "TASKS",
@@ -222,7 +224,7 @@ class ConversionReport:
         return out
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A checkpoint that cannot be converted faithfully; ``report`` holds the details."""
 
     def __init__(self, message: str, report: ConversionReport | None = None) -> None:

@@ -223,4 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from vpd_lightning.utils.errors import user_errors_exit
+
+    with user_errors_exit():
+        main()

@@ -12,20 +12,26 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vpd_lightning.checkpoint import check_run_checkpoint
 from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.export import CheckpointNotFoundError
 from vpd_lightning.train import build
 from vpd_lightning.utils import format_metrics
+from vpd_lightning.utils.errors import ConfigError, report_user_errors
+from vpd_lightning.utils.validate import validate_config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` with the configured task and data; return the metrics."""
     ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.ckpt_path
     if not ckpt:
-        raise ValueError(
+        raise ConfigError(
             "evaluate needs ckpt_path=<checkpoint file> (e.g. outputs/depth/runs/.../checkpoints/best-*.ckpt)"
         )
     if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"ckpt_path: checkpoint '{ckpt}' does not exist")
+        raise CheckpointNotFoundError(f"ckpt_path: checkpoint '{ckpt}' does not exist")
+    validate_config(cfg)
+    check_run_checkpoint(ckpt, cfg)  # damaged, or of another task: say so before building anything
     torch.set_float32_matmul_precision("high")
     objects = build(cfg)
     trainer = objects["trainer"]
@@ -40,6 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@report_user_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -31,12 +31,14 @@ checkpoint from the command line (it composes ``conf/predict.yaml``).
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import logging
 import math
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,14 +48,21 @@ import torch
 from torch import nn
 
 from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
 __all__ = [
     "CheckpointError",
+    "CheckpointNotFoundError",
+    "DamagedCheckpointError",
     "WrongTaskError",
     "build_from_spec",
     "checkpoint_metrics",
+    "checkpoint_task",
+    "complete_checkpoints",
+    "config_task",
     "export_checkpoint",
     "export_model",
+    "format_bytes",
     "load_checkpoint",
     "load_exported",
     "load_model",
@@ -79,12 +88,29 @@ CONFIG_NAME = "config.json"
 _BUILT_ARGS = ("backbone", "class_embeddings", "text_encoder")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint or exported folder that cannot be read or does not fit; the message names the file."""
 
 
 class WrongTaskError(CheckpointError):
     """The checkpoint holds a model of another task than the one asked for."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """The checkpoint file is damaged or incomplete (e.g. its write was cut short); the message lists the
+    complete checkpoints beside it."""
+
+
+#: Class name of each task's LightningModule (``_task_classes`` without the imports).
+_TASK_CLASS_NAMES = {
+    "DepthEstimationTask": "depth",
+    "SemanticSegmentationTask": "segmentation",
+    "ReferringSegmentationTask": "referring",
+}
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -319,6 +345,70 @@ def _torch_load(path: Path, weights_only: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy (non-zip) format
 
 
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def _is_complete_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a whole torch zip archive (its central directory, at the end of the file, is read
+    and names a pickle): what a write cut short by a kill or a full disk lacks. Nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def complete_checkpoints(folder: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[Path]:
+    """The ``*.ckpt`` files of ``folder`` that are complete (newest first); temporary files are left out."""
+    folder = Path(folder)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found = [
+        p
+        for p in folder.glob("*.ckpt")
+        if not p.name.startswith(".") and p.is_file() and p.resolve() != skip and _is_complete_checkpoint(p)
+    ]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def damaged_checkpoint_error(path: str | os.PathLike, err: BaseException) -> DamagedCheckpointError:
+    """The error for a checkpoint file torch cannot read: which file, that it is damaged or incomplete, and
+    which checkpoints in the same folder are complete."""
+    path = Path(path)
+    reason = str(err).split(". ")[0].strip() or type(err).__name__  # torch adds a paragraph of speculation
+    size = path.stat().st_size if path.is_file() else 0
+    try:
+        with path.open("rb") as f:
+            zip_start = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        zip_start = False
+    if zip_start and not _is_complete_checkpoint(path):
+        lines = [
+            f"checkpoint '{path}' is damaged or incomplete ({format_bytes(size)}; the zip archive has no central "
+            "directory: the file ends early).",
+            "Its write was most likely cut short (a kill, a crash or a full disk while saving).",
+        ]
+    else:
+        lines = [
+            f"checkpoint '{path}' could not be read: damaged, or not a torch file ({format_bytes(size)}; {reason})."
+        ]
+    others = complete_checkpoints(path.parent, exclude=path)
+    if others:
+        lines.append(f"Complete checkpoints in '{path.parent}' (newest first; use one with ckpt_path=...):")
+        for other in others:
+            stat = other.stat()
+            when = datetime.datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M")
+            lines.append(f"  {other}  ({format_bytes(stat.st_size)}, {when})")
+    else:
+        lines.append(f"No other complete checkpoint in '{path.parent}'.")
+    return DamagedCheckpointError("\n".join(lines))
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a Lightning checkpoint file of this framework; clear errors naming the file.
 
@@ -328,22 +418,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+        raise CheckpointNotFoundError(f"checkpoint '{path}' does not exist")
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' is not a file (an exported folder holds {CONFIG_NAME})")
     try:
         checkpoint = _torch_load(path, weights_only=True)
     except pickle.UnpicklingError as err:
         if "Unsupported global" not in str(err):
-            raise CheckpointError(
-                f"checkpoint '{path}' could not be read (corrupt or not a torch file): {err}"
-            ) from err
+            raise damaged_checkpoint_error(path, err) from err
         try:
             checkpoint = _torch_load(path, weights_only=False)
         except Exception as err2:  # noqa: BLE001 - re-raised with the file name
             raise CheckpointError(f"checkpoint '{path}' could not be read: {err2}") from err2
     except Exception as err:  # noqa: BLE001 - truncated zip, I/O errors ...
-        raise CheckpointError(f"checkpoint '{path}' could not be read (corrupt or not a torch file): {err}") from err
+        raise damaged_checkpoint_error(path, err) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
         raise CheckpointError(
             f"checkpoint '{path}' holds no 'state_dict': not a Lightning checkpoint of vpd_lightning (an original "
@@ -364,6 +452,23 @@ def checkpoint_metrics(checkpoint: Mapping[str, Any]) -> dict[str, float]:
             if math.isfinite(value):
                 metrics[f"best {monitor}"] = value
     return metrics
+
+
+def config_task(cfg) -> str | None:
+    """The task a Hydra config builds (from ``model._target_``, without importing the task classes), ``None``
+    when it names no VPD task."""
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.select(cfg, "model._target_", default="") or ""
+    return next((task for name, task in _TASK_CLASS_NAMES.items() if target.endswith(name)), None)
+
+
+def checkpoint_task(checkpoint: Mapping[str, Any]) -> str | None:
+    """The task of a checkpoint dict: the stored model description's, else guessed from the state dict."""
+    spec = checkpoint.get("vpd_config")
+    if spec and spec.get("task"):
+        return spec["task"]
+    return state_dict_task(checkpoint.get("state_dict") or {})
 
 
 def _check_task(found: str | None, wanted: str | None, where: str) -> None:
@@ -402,7 +507,7 @@ def model_from_checkpoint(
     """The model of a checkpoint dict (:func:`read_checkpoint`), in eval mode, with ``vpd_config`` set."""
     state_dict = checkpoint["state_dict"]
     spec = checkpoint.get("vpd_config")
-    found = spec.get("task") if spec else state_dict_task(state_dict)
+    found = checkpoint_task(checkpoint)
     _check_task(found, task, where)
     if spec:
         model = build_from_spec(spec)
@@ -414,11 +519,7 @@ def model_from_checkpoint(
             "give the Hydra config it was trained with, e.g. `python -m vpd_lightning.predict task=<task> "
             "sd_path=<SD-1.5> [training overrides] ckpt_path=...`, or `load_checkpoint(path, cfg=cfg)`"
         )
-    from omegaconf import OmegaConf
-
-    target = OmegaConf.select(cfg, "model._target_", default="")
-    cfg_task = next((t for t, c in _task_classes().items() if target.endswith(c.__name__)), None)
-    _check_task(found, cfg_task, where)
+    _check_task(found, config_task(cfg), where)
     model, spec = _build_from_cfg(cfg, state_dict, where)
     return _finish(model, spec)
 
@@ -659,23 +760,33 @@ def export_checkpoint(cfg) -> Path:
 
     for key in ("ckpt_path", "output"):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
-            raise ValueError("export needs ckpt_path=<checkpoint file> and output=<folder>")
-    folder = _prepare_folder(Path(cfg.output).expanduser())
+            raise ConfigError("export needs ckpt_path=<checkpoint file> and output=<folder>")
+    folder = Path(cfg.output).expanduser()
+    created = not folder.exists()
+    _prepare_folder(folder)  # fail before loading anything
     path = str(cfg.ckpt_path)
-    if Path(path).expanduser().is_dir():
-        model, metrics = load_exported(path, requested_task(cfg)), {}
-    else:
-        checkpoint = read_checkpoint(path)
-        model = model_from_checkpoint(checkpoint, path, requested_task(cfg), cfg)
-        metrics = checkpoint_metrics(checkpoint)
-    if cfg.get("metrics"):
-        metrics.update(json.loads(Path(cfg.metrics).read_text(encoding="utf-8")))
+    try:
+        if Path(path).expanduser().is_dir():
+            model, metrics = load_exported(path, requested_task(cfg)), {}
+        else:
+            checkpoint = read_checkpoint(path)
+            model = model_from_checkpoint(checkpoint, path, requested_task(cfg), cfg)
+            metrics = checkpoint_metrics(checkpoint)
+        if cfg.get("metrics"):
+            if not Path(cfg.metrics).is_file():
+                raise MissingFileError(f"metrics: file '{cfg.metrics}' does not exist (a JSON file of metrics)")
+            metrics.update(json.loads(Path(cfg.metrics).read_text(encoding="utf-8")))
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty output folder behind
+        raise
     export_model(model, folder, metrics=metrics)
     print(f"exported the {task_of(model)} model of '{path}' to '{folder}'")
     return folder
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@report_user_errors
 def main(cfg) -> None:
     export_checkpoint(cfg)
 

@@ -68,9 +68,11 @@ from PIL import Image
 
 from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.export import load_model, requested_task, task_of, tokenizer_from_spec
+from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "NothingPredictedError",
     "OutputNotWritableError",
     "Predictor",
     "depth_input_size",
@@ -92,7 +94,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", 
 MAX_LOGIT_BYTES = 1 << 30
 
 
-class OutputNotWritableError(OSError):
+class OutputNotWritableError(UserError, OSError):
     """The output folder cannot be created or written to; the message names it."""
 
 
@@ -284,7 +286,7 @@ class Predictor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.flip = None if flip is None else bool(flip)
         self.class_names = self.spec.get("class_names")
@@ -323,13 +325,13 @@ class Predictor:
             scene = int(scene)
         if isinstance(scene, int):
             if not 0 <= scene < count:
-                raise ValueError(f"scene index {scene} out of range: the model has {count} scene classes")
+                raise ConfigError(f"scene index {scene} out of range: the model has {count} scene classes")
             return scene
         names = [str(n).lower().replace(" ", "_") for n in (self.class_names or [])]
         wanted = str(scene).strip().lower().replace(" ", "_")
         if wanted not in names:
             known = ", ".join(self.class_names or []) or "none stored; give an index"
-            raise ValueError(f"unknown scene '{scene}'; the model's scene classes: {known}")
+            raise ConfigError(f"unknown scene '{scene}'; the model's scene classes: {known}")
         return names.index(wanted)
 
     def _item(self, image: Any, sentence: str | None = None, scene: str | int | None = None) -> _Item:
@@ -471,23 +473,23 @@ def list_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-            raise FileNotFoundError(f"input folder '{path}' holds no image files ({kinds})")
+            raise MissingFileError(f"input folder '{path}' holds no image files ({kinds})")
         return files
     if path.is_file():
         return [path]
     if glob.has_magic(text):
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not files:
-            raise FileNotFoundError(f"no file matches the input pattern '{inputs}'")
+            raise MissingFileError(f"no file matches the input pattern '{inputs}'")
         return files
-    raise FileNotFoundError(f"input '{inputs}' does not exist (an image file, a folder or a glob pattern)")
+    raise MissingFileError(f"input '{inputs}' does not exist (an image file, a folder or a glob pattern)")
 
 
 def read_sentences(path: str | os.PathLike) -> dict[str, list[str]]:
     """``{image name: [sentences]}`` from a JSON or CSV file (formats in the module docstring)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"sentences file '{path}' does not exist")
+        raise MissingFileError(f"sentences file '{path}' does not exist")
     text = path.read_text(encoding="utf-8-sig")
     table: dict[str, list[str]] = {}
 
@@ -495,7 +497,7 @@ def read_sentences(path: str | os.PathLike) -> dict[str, list[str]]:
         sentences = [sentences] if isinstance(sentences, str) else list(sentences or [])
         for s in sentences:
             if not isinstance(s, str):
-                raise ValueError(f"sentences file '{path}': sentences must be strings, got {s!r} for '{name}'")
+                raise ConfigError(f"sentences file '{path}': sentences must be strings, got {s!r} for '{name}'")
             if s.strip():
                 table.setdefault(str(name).strip(), []).append(s.strip())
 
@@ -503,7 +505,7 @@ def read_sentences(path: str | os.PathLike) -> dict[str, list[str]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"sentences file '{path}' is not valid JSON: {err}") from err
+            raise ConfigError(f"sentences file '{path}' is not valid JSON: {err}") from err
         if isinstance(data, dict):
             for name, sentences in data.items():
                 add(name, sentences)
@@ -511,7 +513,7 @@ def read_sentences(path: str | os.PathLike) -> dict[str, list[str]]:
             for row in data:
                 add(row["image"], row.get("sentences", row.get("sentence")))
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"sentences file '{path}': expected {{image: sentence | [sentences]}} or [{{image, sentence}}, ...]"
             )
     else:
@@ -520,10 +522,10 @@ def read_sentences(path: str | os.PathLike) -> dict[str, list[str]]:
             rows = rows[1:]
         for number, row in enumerate(rows, 1):
             if len(row) < 2:
-                raise ValueError(f"sentences file '{path}' row {number}: expected `image,sentence`, got {row}")
+                raise ConfigError(f"sentences file '{path}' row {number}: expected `image,sentence`, got {row}")
             add(row[0], ",".join(row[1:]))
     if not table:
-        raise ValueError(f"sentences file '{path}' holds no sentences")
+        raise ConfigError(f"sentences file '{path}' holds no sentences")
     return table
 
 
@@ -595,7 +597,7 @@ def predict_files(
     files = list_inputs(inputs)
     table = read_sentences(sentences) if sentences else None
     if predictor.task == "referring" and not (sentence or table):
-        raise ValueError('referring segmentation needs sentence="..." or sentences=<JSON or CSV file>')
+        raise ConfigError('referring segmentation needs sentence="..." or sentences=<JSON or CSV file>')
     names = _output_names(files)
     written: list[dict] = []
     skipped: list[dict] = []
@@ -672,24 +674,47 @@ def predict_files(
 
 
 # -------------------------------------------------------------------------------------------------- CLI
+class NothingPredictedError(UserError, RuntimeError):
+    """Every input image was skipped (undecodable, or no sentence for it)."""
+
+
 def predict(cfg) -> dict:
-    """The ``python -m vpd_lightning.predict`` flow on a composed ``conf/predict.yaml``."""
+    """The ``python -m vpd_lightning.predict`` flow on a composed ``conf/predict.yaml``.
+
+    A run that fails, or predicts nothing (:class:`NothingPredictedError`), leaves no output folder it created.
+    """
+    from omegaconf import OmegaConf
+
+    output = None if OmegaConf.is_missing(cfg, "output") else cfg.get("output")
+    created = bool(output) and not Path(output).expanduser().exists()
+    try:
+        summary = _predict(cfg)
+        if not summary["written"]:
+            raise NothingPredictedError(
+                f"nothing was predicted: all {len(summary['skipped'])} input image(s) were skipped (reasons above)"
+            )
+    except BaseException:
+        folder = Path(output).expanduser() if created else None
+        if folder is not None and folder.is_dir():
+            (folder / "predictions.json").unlink(missing_ok=True)  # written last: nothing else was
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return summary
+
+
+def _predict(cfg) -> dict:
+    """Load the model and predict every input into ``cfg.output`` (:func:`predict_files`)."""
     from omegaconf import OmegaConf
 
     for key in ("ckpt_path", "input", "output"):
         if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-            raise ValueError(
+            raise ConfigError(
                 f"predict needs {key}=...: python -m vpd_lightning.predict ckpt_path=<checkpoint or exported folder> "
                 "input=<image, folder or glob> output=<folder>"
             )
-    created = not Path(cfg.output).expanduser().exists()
-    out = prepare_output(cfg.output)  # fail before loading anything
-    try:
-        model = load_model(cfg.ckpt_path, task=requested_task(cfg), cfg=cfg)
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # leave no empty output folder behind a checkpoint error
-        raise
+    prepare_output(cfg.output)  # fail before loading anything
+    model = load_model(cfg.ckpt_path, task=requested_task(cfg), cfg=cfg)
     predictor = Predictor(
         model,
         flip=cfg.get("flip"),
@@ -712,6 +737,7 @@ def predict(cfg) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@report_user_errors
 def main(cfg) -> None:
     predict(cfg)
 

@@ -16,9 +16,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vpd_lightning.checkpoint import check_run_checkpoint, remove_stale_temp_files
 from vpd_lightning.config import CONFIG_DIR
-from vpd_lightning.export import model_spec
+from vpd_lightning.export import CheckpointNotFoundError, model_spec
 from vpd_lightning.utils import format_metrics, instantiate_list
+from vpd_lightning.utils.errors import report_user_errors
+from vpd_lightning.utils.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def _resolve_ckpt(cfg: DictConfig) -> str | None:
     if path == "last":
         path = last
     if path is not None and not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path: checkpoint '{path}' does not exist")
+        raise CheckpointNotFoundError(f"ckpt_path: checkpoint '{path}' does not exist")
     return None if path is None else str(path)
 
 
@@ -102,9 +105,13 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit (and test) the configured task; return the metrics and the objects."""
+    validate_config(cfg)  # bad values fail here, in seconds, not after the data and the model are built
     torch.set_float32_matmul_precision("high")
     log.info("output folder: %s", cfg.paths.output_dir)
+    remove_stale_temp_files(Path(cfg.paths.output_dir) / "checkpoints")
     ckpt_path = _resolve_ckpt(cfg) if cfg.get("train", True) else None
+    if ckpt_path is not None:
+        check_run_checkpoint(ckpt_path, cfg)  # damaged, or of another task: say so before building anything
     objects = build(cfg, resume_from=ckpt_path)
     trainer, model, datamodule = objects["trainer"], objects["model"], objects["datamodule"]
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -144,6 +151,7 @@ def _finish_wandb(failed: bool) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """Train; return the monitored metric (the objective of Hydra sweepers such as Optuna)."""
     failed = True

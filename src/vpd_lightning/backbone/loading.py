@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from vpd_lightning.utils.errors import UserError
+
 __all__ = [
     "DEFAULT_SD_PATH",
     "SD15_CONFIG_DIR",
@@ -42,7 +44,7 @@ _HOW_TO = (
 )
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """Raised when a model component cannot be found; the message says what was looked for and how to fix it."""
 
 

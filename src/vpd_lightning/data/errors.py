@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from vpd_lightning.utils.errors import UserError
+
 __all__ = ["DataFormatError", "DatasetNotFoundError"]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The data set is not where the configuration says; the message shows the expected layout."""
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A file of the data set is missing, unreadable or not in the expected format."""
