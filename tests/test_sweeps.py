@@ -116,8 +116,12 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
     runs = [sorted(glob.glob(str(sweep / str(i) / "wandb" / "offline-run-*"))) for i in (0, 1)]
     assert [len(r) for r in runs] == [1, 1]
     group = f"depth-sweep-{sweep.name}".encode()
-    for run in runs:
-        assert group in next(Path(run[0]).glob("run-*.wandb")).read_bytes()
+    for run, name in zip(runs, [b"0:lr=-1.0", b"1:lr=0.001"]):
+        data = next(Path(run[0]).glob("run-*.wandb")).read_bytes()
+        assert group in data
+        # named by the swept key only; the whole override list is in the run's config
+        assert name in data and b"0:data." not in data and b"1:data." not in data
+        assert b"overrides" in data and b"data.num_workers=0" in data and b"trainer.max_steps=1" in data
     assert b"val/rmse" in next(Path(runs[1][0]).glob("run-*.wandb")).read_bytes()
 
 
@@ -150,3 +154,26 @@ def test_grid_multirun_for_the_other_tasks(task, ade_root, refer_root, tiny_sd_d
     variants = [OmegaConf.load(sweep / str(i) / ".hydra" / "config.yaml").backbone.attention for i in (0, 1)]
     assert variants == ["a32", "a64"]
 
+
+def test_sweep_run_names_show_the_swept_keys_only(tmp_path):
+    """An Optuna job: its name holds the keys of the sweeper's params and of the command line's sweeps (short,
+    long floats to 4 digits), job number first; the fixed overrides are left out."""
+    from tiny_config import make_cfg
+
+    from vpd_lightning.config import _run_name, _short_names
+
+    multirun = {
+        "hydra": {
+            "overrides": {"task": ["task=depth", "sweep=optuna", "backbone.timestep=choice(1,100)"]},
+            "sweeper": {"params": {"model.optimizer.lr": "tag(log, interval(1e-5, 2e-3))", "model.unet_lr_mult": "x"}},
+        }
+    }
+    OmegaConf.save(OmegaConf.create(multirun), tmp_path / "multirun.yaml")
+    job = ["task=depth", "sweep=optuna", "model.optimizer.lr=0.00031415926535", "model.unet_lr_mult=0.5"]
+    make_cfg([*job, "backbone.timestep=100", f"hydra.sweep.dir={tmp_path}", "hydra.job.num=3"])
+    assert _run_name() == "3:lr=0.0003142,unet_lr_mult=0.5,timestep=100"
+    assert _short_names(["model.head.channels", "model.neck.channels", "backbone.timestep"]) == {
+        "model.head.channels": "head.channels",
+        "model.neck.channels": "neck.channels",
+        "backbone.timestep": "timestep",
+    }
