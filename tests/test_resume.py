@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tiny_config import cli_env, run_train, tiny_task, train_cmd
+from tiny_config import REPO, cli_env, run_train, tiny_task, train_cmd
 
 
 def _args(nyu_root, tiny_sd_dir, tmp_path, run_dir: Path, *extra: str) -> list[str]:
@@ -63,6 +64,20 @@ def _status(pid: int) -> bytes:
         return b"zombie"
 
 
+def _assert_same_training_state(path_a: Path, path_b: Path, steps: int) -> dict:
+    """Two checkpoints after ``steps`` steps with bit-identical weights, AdamW moments and schedules; returns b."""
+    a = torch.load(path_a, map_location="cpu", weights_only=True)
+    b = torch.load(path_b, map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == steps
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    return b
+
+
 def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_dir, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     result = run_train(_args(nyu_root, tiny_sd_dir, tmp_path, full))
@@ -98,15 +113,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(nyu_root, tiny_sd_
 
     # one last.ckpt, written by both the interval and the validation checkpoints (no last-v1.ckpt beside it)
     assert sorted(p.name for p in last.parent.glob("last*")) == ["last.ckpt"]
-    a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    b = torch.load(last, map_location="cpu", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 12
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
-    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
-        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
-    assert a["lr_schedulers"] == b["lr_schedulers"]
+    b = _assert_same_training_state(full / "checkpoints" / "last.ckpt", last, steps=12)
     # validation after the resume: the same numbers as the uninterrupted run (steps 8 and 12; step 4 too when
     # the kill came after it)
     rmse_a, rmse_b = _val_rmse(full), _val_rmse(killed)
@@ -158,19 +165,79 @@ def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):
     assert cfg.logger.wandb.id == "abc123"
 
 
-def test_sigterm_stops_at_a_step_with_a_failure_status(nyu_root, tiny_sd_dir, tmp_path):
-    run = tmp_path / "term"
-    cmd = train_cmd(_args(nyu_root, tiny_sd_dir, tmp_path, run, "trainer.max_steps=400", "logger=csv"))
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last = run / "checkpoints" / "last.ckpt"
+@pytest.fixture(scope="module")
+def stop_args(nyu_root, tiny_sd_dir, tmp_path_factory):
+    """8 steps (2 epochs of 4, validation after each), no interval checkpoint before the end, CSV logs only."""
+    base = tmp_path_factory.mktemp("stops")
+
+    def args(run_dir: Path, *extra: str) -> list[str]:
+        every = "callbacks.last_checkpoint.every_n_train_steps=1000"
+        return _args(nyu_root, tiny_sd_dir, base, run_dir, "trainer.max_steps=8", every, "logger=csv", *extra)
+
+    return args
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(stop_args, tmp_path_factory) -> Path:
+    """last.ckpt of the 8 steps run without interruption."""
+    run = tmp_path_factory.mktemp("stops-full")
+    result = run_train(stop_args(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _loader_position(state: dict) -> int:
+    return state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["consumed"]
+
+
+def test_sigterm_saves_last_ckpt_at_the_current_step_and_the_run_resumes_exactly(stop_args, uninterrupted, tmp_path):
+    """SIGTERM sent to a running training mid-epoch: last.ckpt at the step the message names (not the last
+    interval checkpoint), exit status 143, and the resumed run ends with the uninterrupted run's state."""
+    run, steps = tmp_path / "term", tmp_path / "steps.txt"
+    hook = ["+callbacks.steps._target_=train_hooks.StepFile", f"+callbacks.steps.path={steps}"]
+    cmd = train_cmd(stop_args(run, *hook, "+callbacks.steps.sleep_s=0.5"))
+    proc = subprocess.Popen(
+        cmd, env=cli_env(REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
+    while proc.poll() is None and time.time() < deadline:
+        if steps.exists() and steps.read_text().strip() not in ("", "0", "1"):
+            break  # two steps done
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]  # not 0: a supervisor sees the interruption
-    assert "stopped by SIGTERM at step" in out and "ckpt_path=last" in out
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] < 400
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]  # not 0: a supervisor sees the interruption
+    found = re.search(r"training stopped at step (\d+) by SIGTERM; saved (\S+) \(step (\d+)\)", out)
+    assert found, out[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    step = int(found[1])
+    assert Path(found[2]) == last and int(found[3]) == step and 2 <= step < 8
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == step and _loader_position(state) == 2 * (step % 4 or 4)
+
+    result = run_train(stop_args(run, "auto_resume=true"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_training_state(uninterrupted, last, steps=8)
+
+
+def test_an_exception_in_a_training_step_saves_last_ckpt_at_that_step(stop_args, uninterrupted, tmp_path):
+    """A RuntimeError raised inside the sixth training step (after the first epoch's validation): last.ckpt holds
+    step 5 (the batch that failed is drawn again on resume), the run exits non-zero with the original error, and
+    the resumed run ends with the uninterrupted run's state."""
+    run = tmp_path / "crash"
+    hook = ["+callbacks.fail._target_=train_hooks.FailAt", "+callbacks.fail.step=5"]
+    result = run_train(stop_args(run, *hook), env=cli_env(REPO / "tests"))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "RuntimeError: injected failure at step 5" in out
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"training stopped at step 5 by RuntimeError: injected failure at step 5; saved {last} (step 5)" in out
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 5 and _loader_position(state) == 2  # one batch of the second epoch
+
+    result = run_train(stop_args(run, "auto_resume=true"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_training_state(uninterrupted, last, steps=8)
 
 
 def test_resumed_wandb_run_waits_while_the_old_process_holds_it():
@@ -199,3 +266,49 @@ def test_resumed_wandb_run_waits_while_the_old_process_holds_it():
 
     with pytest.raises(ValueError, match="bad entity"):
         _start_wandb_run(Broken(), wait_s=0)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_stop_on_several_processes_saves_without_a_collective_unless_every_process_stops(rank, tmp_path):
+    """An exception may hit one DDP process while the others wait in a collective: process 0 writes last.ckpt
+    alone (no barrier), the others nothing; SIGTERM stops every process at the same step, so they save together
+    (Trainer.save_checkpoint); a sharded strategy saves nothing on an exception."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from vpd_lightning.callbacks import LastCheckpoint
+    from vpd_lightning.checkpoint import AtomicCheckpointIO
+
+    collective = []
+    strategy = DDPStrategy()
+    strategy.checkpoint_io = AtomicCheckpointIO()
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn="fit"),
+        sanity_checking=False,
+        fast_dev_run=False,
+        global_step=3,
+        world_size=2,
+        is_global_zero=rank == 0,
+        strategy=strategy,
+        datamodule=None,
+        lightning_module=torch.nn.BatchNorm1d(2),
+        fit_loop=SimpleNamespace(state_dict=lambda: {"state_dict": {"combined_loader": [{"consumed": 6}]}}),
+        _checkpoint_connector=SimpleNamespace(dump_checkpoint=lambda weights_only: {"global_step": 3}),
+        save_checkpoint=lambda path: collective.append(path),
+    )
+    callback = LastCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True)
+    callback._mark_boundary(trainer)  # what on_train_batch_end records after step 3
+    last = tmp_path / "last.ckpt"
+
+    callback.on_exception(trainer, None, RuntimeError("CUDA out of memory"))
+    assert collective == [] and last.is_file() == (rank == 0)
+    if rank == 0:
+        assert torch.load(last, weights_only=True)["global_step"] == 3
+        last.unlink()
+    callback.on_exception(trainer, None, SIGTERMException())
+    assert collective == [last]
+    trainer.strategy = FSDPStrategy()
+    callback.on_exception(trainer, None, RuntimeError("CUDA out of memory"))
+    assert collective == [last] and not last.exists()

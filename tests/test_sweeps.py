@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import glob
+import shlex
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from tiny_config import run_train, tiny_task, wandb_run_bytes
+from tiny_config import REPO, cli_env, run_train, tiny_task, wandb_run_bytes
 
 
 def depth_args(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
@@ -38,6 +39,59 @@ def test_optuna_search_minimises_the_monitored_metric(nyu_root, tiny_sd_dir, tmp
     assert 1e-5 <= cfg.model.optimizer.lr <= 2e-3 and cfg.backbone.timestep in (1, 50, 100, 200)
 
 
+def readme_optuna_space() -> list[str]:
+    """The search-space overrides of the README's Optuna example, as the shell passes them to the program."""
+    lines = [line for line in (REPO / "README.md").read_text().splitlines() if "sweep=optuna" in line and "(" in line]
+    assert len(lines) == 1, lines
+    args = shlex.split(lines[0])
+    return [a for a in args[args.index("vpd_lightning.train") + 1 :] if "(" in a]
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(nyu_root, tiny_sd_dir, tmp_path):
+    """Trial 1 of 3 fails (a test callback raises in its training step): the search runs the other two, exits 0
+    and writes the best completed trial and the failed one. The search space narrowed with the README's form."""
+    space = readme_optuna_space()
+    assert space == ["backbone.timestep=choice(1,100)"]
+    sweep = tmp_path / "optuna"
+    args = [*depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr", "sweep=optuna", "hydra.sweeper.n_trials=3"]
+    args += [*space, "+callbacks.fail._target_=train_hooks.FailAt", "+callbacks.fail.job=1"]
+    result = run_train([*args, f"hydra.sweep.dir={sweep}"], tmp_path, env=cli_env(REPO / "tests"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["completed", "failed", "completed"]
+    assert "injected failure at step 0" in rows[1]["error"]
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.status == "finished" and (results.n_trials, results.n_completed, results.n_failed) == (3, 2, 1)
+    objectives = {int(r["job"]): float(r["objective"]) for r in rows if r["status"] == "completed"}
+    assert results.best_value == pytest.approx(min(objectives.values()))
+    assert results.best_trial == min(objectives, key=objectives.get)  # trial n is job n (one job per trial)
+    [failed] = results.failed_trials
+    assert (failed.trial, failed.job) == (1, 1) and "RuntimeError: injected failure at step 0" in failed.error
+    assert (
+        set(failed.params)
+        == set(results.best_params)
+        == {"model.optimizer.lr", "model.unet_lr_mult", "backbone.timestep"}
+    )
+    # the command-line range replaced the config's choice(1, 50, 100, 200)
+    timesteps = [OmegaConf.load(sweep / str(i) / ".hydra" / "config.yaml").backbone.timestep for i in range(3)]
+    assert set(timesteps) <= {1, 100} and results.best_params["backbone.timestep"] in (1, 100)
+
+
+def test_a_search_that_fails_too_often_stops_and_still_writes_its_results(nyu_root, tiny_sd_dir, tmp_path):
+    """Every trial fails: with max_failure_rate=0.5 of 4 trials the search stops at the third failure, exits
+    non-zero with a message saying why, and its results file lists the failures (no best trial)."""
+    sweep = tmp_path / "optuna"
+    args = [*depth_args(nyu_root, tiny_sd_dir, tmp_path), "debug=fdr", "sweep=optuna", "hydra.sweeper.n_trials=4"]
+    args += ["+callbacks.fail._target_=train_hooks.FailAt", f"hydra.sweep.dir={sweep}"]
+    result = run_train(args, tmp_path, env=cli_env(REPO / "tests"))
+    assert result.returncode == 1
+    assert "Optuna search stopped after 3 of 4 trials: 3 of 3 trials failed" in result.stderr
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.status.startswith("stopped early") and results.best_params is None and results.best_value is None
+    assert (results.n_trials, results.n_completed, results.n_failed) == (3, 0, 3)
+    assert [f.job for f in results.failed_trials] == [0, 1, 2]
+
+
 def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_run(nyu_root, tiny_sd_dir, tmp_path):
     sweep = tmp_path / "grid"
     args = [
@@ -48,22 +102,28 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
         "trainer.val_check_interval=1",
         "trainer.limit_val_batches=1",
         "test=false",
-        "model.optimizer.lr=-1.0,1.0e-3",  # job 0 fails (AdamW rejects a negative lr), job 1 runs
+        "model.optimizer.lr=2.0e-3,1.0e-3",
+        "+callbacks.fail._target_=train_hooks.FailAt",  # job 0 fails in its first training step, job 1 runs
+        "+callbacks.fail.job=0",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = run_train(args, tmp_path)
+    result = run_train(args, tmp_path, env=cli_env(REPO / "tests"))
     assert result.returncode != 0  # the sweep reports the failure...
     rows = _summary(sweep / "summary.csv")
     assert [r["status"] for r in rows] == ["failed", "completed"]  # ...after running every job
-    assert "Invalid learning rate" in rows[0]["error"] and rows[0]["objective"] == ""
+    assert "injected failure at step 0" in rows[0]["error"] and rows[0]["objective"] == ""
     assert 0 < float(rows[1]["objective"]) < 10
     assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
     # one W&B run per job, both in the sweep's group
     runs = [sorted(glob.glob(str(sweep / str(i) / "wandb" / "offline-run-*"))) for i in (0, 1)]
     assert [len(r) for r in runs] == [1, 1]
     group = f"depth-sweep-{sweep.name}".encode()
-    for run in runs:
-        assert group in wandb_run_bytes(Path(run[0]), group)
+    for run, name in zip(runs, [b"0:lr=0.002", b"1:lr=0.001"]):
+        data = wandb_run_bytes(Path(run[0]), group, name, b"overrides")
+        assert group in data
+        # named by the swept key only; the whole override list is in the run's config
+        assert name in data and b"0:data." not in data and b"1:data." not in data
+        assert b"overrides" in data and b"data.num_workers=0" in data and b"trainer.max_steps=1" in data
     assert b"val/rmse" in wandb_run_bytes(Path(runs[1][0]), b"val/rmse")
 
 
@@ -95,3 +155,27 @@ def test_grid_multirun_for_the_other_tasks(task, ade_root, refer_root, tiny_sd_d
     assert all(0 <= float(r["objective"]) <= 1 for r in rows)  # val/miou, val/oiou
     variants = [OmegaConf.load(sweep / str(i) / ".hydra" / "config.yaml").backbone.attention for i in (0, 1)]
     assert variants == ["a32", "a64"]
+
+
+def test_sweep_run_names_show_the_swept_keys_only(tmp_path):
+    """An Optuna job: its name holds the keys of the sweeper's params and of the command line's sweeps (short,
+    long floats to 4 digits), job number first; the fixed overrides are left out."""
+    from tiny_config import make_cfg
+
+    from vpd_lightning.config import _run_name, _short_names
+
+    multirun = {
+        "hydra": {
+            "overrides": {"task": ["task=depth", "sweep=optuna", "backbone.timestep=choice(1,100)"]},
+            "sweeper": {"params": {"model.optimizer.lr": "tag(log, interval(1e-5, 2e-3))", "model.unet_lr_mult": "x"}},
+        }
+    }
+    OmegaConf.save(OmegaConf.create(multirun), tmp_path / "multirun.yaml")
+    job = ["task=depth", "sweep=optuna", "model.optimizer.lr=0.00031415926535", "model.unet_lr_mult=0.5"]
+    make_cfg([*job, "backbone.timestep=100", f"hydra.sweep.dir={tmp_path}", "hydra.job.num=3"])
+    assert _run_name() == "3:lr=0.0003142,unet_lr_mult=0.5,timestep=100"
+    assert _short_names(["model.head.channels", "model.neck.channels", "backbone.timestep"]) == {
+        "model.head.channels": "head.channels",
+        "model.neck.channels": "neck.channels",
+        "backbone.timestep": "timestep",
+    }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__all__ = ["CONFIG_DIR", "register_resolvers"]
+__all__ = ["CONFIG_DIR", "job_overrides", "register_resolvers"]
 
 #: Absolute path of the repository's ``conf/`` folder (works for ``python -m``, imports and console scripts).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -49,12 +49,68 @@ def _run_group(default: str) -> str:
     return default if hydra_cfg is None else f"{default}-sweep-{Path(hydra_cfg.sweep.dir).name}"
 
 
+def _swept_keys(sweep_dir: str) -> set[str] | None:
+    """The keys a multirun varies: its command line's sweep overrides (``lr=1e-4,1e-3``, ``'t=choice(1,100)'``)
+    and an Optuna sweeper's ``params``, read from ``<sweep dir>/multirun.yaml`` (written by the sweeper before
+    the first job); ``None`` when there is no such file."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    master = OmegaConf.load(path).hydra
+    overrides = OverridesParser.create().parse_overrides(list(master.overrides.task))
+    keys = {o.key_or_group for o in overrides if o.is_sweep_override()}
+    params = master.sweeper.get("params") if "sweeper" in master else None
+    return keys | set(params or {})
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its last component, or as many trailing components as make it unique among ``keys``."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        n = 1
+        while n < len(parts) and sum(k.split(".")[-n:] == parts[-n:] for k in keys) > 1:
+            n += 1
+        names[key] = ".".join(parts[-n:])
+    return names
+
+
+def _short_value(value: str) -> str:
+    """Long floats (Optuna's samples) to 4 significant digits; anything else as written."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and not value.lstrip("-").isdigit() else value
+
+
 def _run_name() -> str | None:
-    """``${vpd_run_name:}``: ``<job number>:<overrides>`` in a multirun, else ``None`` (the logger picks one)."""
+    """``${vpd_run_name:}``: in a multirun, the job number and the values of the swept keys only, short form
+    (``3:lr=0.0003142,timestep=100``; the full override list is in the logged config, key ``overrides``), else
+    ``None`` (the logger picks one). Without a ``multirun.yaml``: ``<job>:<all overrides>``, cut at 128."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     hydra_cfg = _hydra_multirun()
     if hydra_cfg is None:
         return None
-    return f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname}"[:128]
+    swept = _swept_keys(hydra_cfg.sweep.dir)
+    if swept is None:
+        return f"{hydra_cfg.job.num}:{hydra_cfg.job.override_dirname}"[:128]
+    job = [
+        o for o in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)) if o.key_or_group in swept
+    ]
+    short = _short_names([o.key_or_group for o in job])
+    values = ",".join(f"{short[o.key_or_group]}={_short_value(o.get_value_element_as_str())}" for o in job)
+    return f"{hydra_cfg.job.num}:{values}"[:128] if values else str(hydra_cfg.job.num)
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this run (of this job, in a multirun); empty outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _direction(mode: str) -> str:

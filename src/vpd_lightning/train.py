@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.checkpoint import check_run_checkpoint, remove_stale_temp_files
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import CONFIG_DIR, job_overrides
 from vpd_lightning.export import CheckpointNotFoundError, model_spec
 from vpd_lightning.utils import format_metrics, instantiate_list
 from vpd_lightning.utils.errors import report_user_errors
@@ -98,6 +98,7 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
                 _start_wandb_run(logger)
     if loggers:
         resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+        resolved["overrides"] = job_overrides()  # the whole command line (sweep run names show the swept keys)
         for logger in loggers:
             logger.log_hyperparams(resolved)
     return {"datamodule": datamodule, "model": model, "trainer": trainer}
