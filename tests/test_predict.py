@@ -19,6 +19,7 @@ from vpd_lightning.predict import (
     OutputNotWritableError,
     Predictor,
     depth_input_size,
+    load_image,
     predict,
     predict_files,
     read_sentences,
@@ -114,6 +115,24 @@ def test_depth_windows_tile_the_width(h, w):
     # without input padding the model sees multiples of 8
     nh, nw, k = depth_input_size(h, w, 45, shift_size=2, input_padding=None)
     assert nh % 8 == 0 and (nw % 8 == 0 or nw > nh)
+
+
+def test_load_image_applies_the_exif_orientation(tmp_path):
+    """A phone photo stored landscape with EXIF Orientation 6 ("rotate 90° clockwise to view") is read upright."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = [255, 0, 0]  # left half red, right half blue, as stored
+    stored[:, 20:] = [0, 0, 255]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.shape == (40, 20, 3)  # rotated: portrait
+    # rotating 90° clockwise puts the stored left (red) half on top
+    assert upright[5, 10, 0] > 200 and upright[5, 10, 2] < 60
+    assert upright[35, 10, 2] > 200 and upright[35, 10, 0] < 60
+    # without the tag nothing changes
+    Image.fromarray(stored).save(tmp_path / "plain.jpg", quality=95)
+    assert load_image(tmp_path / "plain.jpg").shape == (20, 40, 3)
 
 
 def test_read_sentences(tmp_path):

@@ -16,7 +16,7 @@ Python::
     depth = predictor("room.jpg")                           # path, PIL image or numpy array -> numpy
 
 **Per task** (the input is RGB in ``[0, 1]``; grayscale, RGBA (alpha dropped), palette and 16-bit images are
-converted first):
+converted first; image files are turned upright by their EXIF orientation, as viewers show them):
 
 - depth: the image is resized (bilinear, aspect kept) so that its short side equals the training crop height,
   run through the task's ``predict_depth`` (square windows of the image height spread over the width, each with
@@ -64,7 +64,7 @@ import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.export import load_model, requested_task, task_of, tokenizer_from_spec
@@ -163,10 +163,14 @@ def to_rgb_array(image: Any) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to ``uint8 [H, W, 3]`` RGB (first frame of multi-frame files)."""
+    """Decode an image file to ``uint8 [H, W, 3]`` RGB (first frame of multi-frame files), upright.
+
+    Cameras and phones store the sensor's pixels and say in the EXIF ``Orientation`` tag how to turn them;
+    every viewer applies it, so the photo a user sees is the turned one and the prediction must be too.
+    """
     with Image.open(path) as image:
         image.load()
-        return to_rgb_array(image)
+        return to_rgb_array(ImageOps.exif_transpose(image))
 
 
 # -------------------------------------------------------------------------------------------------- sizes
