@@ -182,13 +182,16 @@ def test_eval_protocol_480x640_is_vpds(task, monkeypatch):
     assert starts == [(4, 3, 480, 480)] and torch.allclose(out, image[:, :1])
 
 
-@pytest.mark.parametrize(("h", "w", "shift_size", "starts"), [
-    (480, 640, 2, [0, 160]),      # NYUv2, as VPD
-    (48, 200, 2, [0, 38, 76, 114, 152]),  # more than two windows wide: 5 windows, every column covered
-    (48, 97, 2, [0, 24, 49]),     # one column wider than two windows
-    (48, 96, 2, [0, 48]),
-    (48, 81, 3, [0, 16, 33]),     # the last window ends at the right edge (VPD's 2 x 16 = 32 would not)
-])
+@pytest.mark.parametrize(
+    ("h", "w", "shift_size", "starts"),
+    [
+        (480, 640, 2, [0, 160]),  # NYUv2, as VPD
+        (48, 200, 2, [0, 38, 76, 114, 152]),  # more than two windows wide: 5 windows, every column covered
+        (48, 97, 2, [0, 24, 49]),  # one column wider than two windows
+        (48, 96, 2, [0, 48]),
+        (48, 81, 3, [0, 16, 33]),  # the last window ends at the right edge (VPD's 2 x 16 = 32 would not)
+    ],
+)
 def test_shift_window_starts(h, w, shift_size, starts):
     from vpd_lightning.tasks.depth import shift_window_starts
 

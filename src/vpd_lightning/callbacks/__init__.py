@@ -1,7 +1,7 @@
 """Lightning callbacks."""
 
 from vpd_lightning.callbacks.panels import PredictionPanels
-from vpd_lightning.callbacks.summary import ValidationSummary
+from vpd_lightning.callbacks.summary import EpochLine, ValidationSummary
 from vpd_lightning.callbacks.throughput import ImagesPerSecond
 
-__all__ = ["ImagesPerSecond", "PredictionPanels", "ValidationSummary"]
+__all__ = ["EpochLine", "ImagesPerSecond", "PredictionPanels", "ValidationSummary"]
