@@ -23,9 +23,9 @@ def test_verdicts_are_plain_words():
     worse = demo.verdict("depth", "RMSE", 0.913, 0.800, False, " m", epochs=1)
     assert "is worse than the baseline (predict the mean depth) by 14.1 %" in worse
     assert "RMSE 0.913 m vs 0.800 m" in worse
-    assert f"needs about {demo.TASKS['depth']['wins_from']} epochs to beat it (this run: 1;" in worse
+    assert f"beats it with {demo.TASKS['depth']['wins_from']} epochs or more (this run: 1;" in worse
     better = demo.verdict("depth", "RMSE", 0.4, 0.8, False, " m", epochs=6)
-    assert "is better than the baseline (predict the mean depth) by 50.0 %" in better and "needs" not in better
+    assert "is better than the baseline (predict the mean depth) by 50.0 %" in better and "epochs" not in better
     seg = demo.verdict("segmentation", "mIoU", 0.250, 0.312, True, "", epochs=1)
     assert "is worse than the baseline (predict the most frequent class) by 6.2 points of mIoU" in seg
     ref = demo.verdict("referring", "oIoU", 0.5, 0.3, True, "", epochs=24)
