@@ -28,7 +28,8 @@ from pathlib import Path
 TASKS = {
     "depth": {"epochs": 6, "wins_from": 4, "num_train": 96, "num_test": 16, "height": 64, "width": 80},
     "segmentation": {"epochs": 12, "wins_from": 2, "num_train": 160, "num_test": 24, "height": 128, "width": 128},
-    "referring": {"epochs": 24, "wins_from": 24, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
+    # None: not seen to win yet (README Quickstart: one 24-epoch run ended at oIoU 0.160 vs 0.234)
+    "referring": {"epochs": 24, "wins_from": None, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
 }
 
 #: The tiny SD-shaped components every demo shares (``<data-dir>/demo/cache/tiny-sd``): the VAE pre-trained as
@@ -61,7 +62,9 @@ def verdict(task: str, metric: str, ours: float, base: float, higher_is_better: 
     head = f"VPD (tiny backbone) is {'better' if better else 'worse'} than the baseline ({BASELINES[task]}) by {amount}"
     line = f"{head}: {metric} {ours:.3f}{unit} vs {base:.3f}{unit}"
     wins_from, default = TASKS[task]["wins_from"], TASKS[task]["epochs"]
-    if not better:
+    if not better and wins_from is None:
+        line += f". In our runs this demo has not beaten it yet (this run: {epochs} epochs; default {default})"
+    elif not better:
         line += f". In our runs this demo beats it with {wins_from} epochs or more"
         line += f" (this run: {epochs}; default {default})"
     return line
