@@ -144,6 +144,76 @@ def test_eval_protocol_averages_overlaps(task, monkeypatch):
     assert torch.all(out[..., :32] == 1) and torch.all(out[..., 48:] == 3) and torch.all(out[..., 32:48] == 2)
 
 
+def _vpd_predict_depth(model, image, class_ids):
+    """VPD's test.py shift-window + flip protocol as this project implemented it before wide images were
+    handled (the reference for shapes VPD supports, such as NYUv2's 480x640)."""
+    b, _, h, w = image.shape
+    interval = (w - h) // (model.hparams.shift_size - 1)
+    starts = [i * interval for i in range(model.hparams.shift_size)]
+    crops = torch.cat([image[..., s : s + h] for s in starts])
+    ids = class_ids.repeat(len(starts))
+    pred = model(torch.cat([crops, crops.flip(-1)]), torch.cat([ids, ids]))
+    n = crops.shape[0]
+    pred = (pred[:n] + pred[n:].flip(-1)) / 2
+    canvas, count = image.new_zeros(b, 1, h, w), image.new_zeros(1, 1, 1, w)
+    for i, s in enumerate(starts):
+        canvas[..., s : s + h] += pred[i * b : (i + 1) * b]
+        count[..., s : s + h] += 1
+    return canvas / count
+
+
+def test_eval_protocol_480x640_is_vpds(task, monkeypatch):
+    """NYUv2's 480x640: VPD's two windows at x=0 and x=160; and on the tiny model (at 48x64, the same shape
+    tenfold smaller) exactly the outputs of the implementation before wide images were handled."""
+    task.eval()
+    x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([1, 5])
+    with torch.no_grad():
+        assert torch.equal(task.predict_depth(x, ids), _vpd_predict_depth(task, x, ids))
+    starts = []
+
+    def fake_forward(image, class_ids):
+        starts.append(tuple(image.shape))
+        return image[:, :1]
+
+    monkeypatch.setattr(task, "forward", fake_forward)
+    image = torch.rand(1, 3, 480, 640)
+    out = task.predict_depth(image, torch.tensor([0]))
+    assert starts == [(4, 3, 480, 480)] and torch.allclose(out, image[:, :1])
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "shift_size", "starts"),
+    [
+        (480, 640, 2, [0, 160]),  # NYUv2, as VPD
+        (48, 200, 2, [0, 38, 76, 114, 152]),  # more than two windows wide: 5 windows, every column covered
+        (48, 97, 2, [0, 24, 49]),  # one column wider than two windows
+        (48, 96, 2, [0, 48]),
+        (48, 81, 3, [0, 16, 33]),  # the last window ends at the right edge (VPD's 2 x 16 = 32 would not)
+    ],
+)
+def test_shift_window_starts(h, w, shift_size, starts):
+    from vpd_lightning.tasks.depth import shift_window_starts
+
+    got = shift_window_starts(h, w, shift_size)
+    assert got == starts
+    covered = torch.zeros(w, dtype=torch.bool)
+    for s in got:
+        covered[s : s + h] = True
+    assert covered.all()
+
+
+def test_wide_image_has_no_nan_columns(task, monkeypatch):
+    """A 48x200 image (more than two windows wide) is predicted in every column."""
+    task.eval()
+    with torch.no_grad():
+        out = task.predict_depth(torch.rand(1, 3, 48, 200), torch.tensor([3]))
+    assert out.shape == (1, 1, 48, 200) and torch.isfinite(out).all()
+    monkeypatch.setattr(task, "forward", lambda image, class_ids: image[:, :1] * 10)
+    image = torch.rand(1, 3, 48, 200)
+    assert torch.allclose(task.predict_depth(image, torch.tensor([0])), image[:, :1] * 10)
+
+
 def test_bad_class_embeddings(tiny_sd_dir):
     backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="none")
     with pytest.raises(ValueError, match=r"class_embeddings must be \[num_classes, 32\]"):

@@ -19,11 +19,13 @@ from vpd_lightning.predict import (
     OutputNotWritableError,
     Predictor,
     depth_input_size,
+    load_image,
     predict,
     predict_files,
     read_sentences,
     to_rgb_array,
 )
+from vpd_lightning.visualize import colorize, depth_picture
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,17 +105,33 @@ def test_to_rgb_array_conversions():
 
 
 @pytest.mark.parametrize(("h", "w"), [(48, 48), (48, 80), (48, 150), (48, 333), (31, 47), (100, 40), (50, 51)])
-def test_depth_windows_tile_the_width(h, w):
+def test_depth_input_size_keeps_the_aspect(h, w):
     crop = 48
     new_h, new_w, k = depth_input_size(h, w, crop, shift_size=2)
-    assert min(new_h, new_w) == crop or (h == w and new_h == new_w == crop)
-    assert abs(new_w / new_h - w / h) < 0.1 * w / h
-    if new_w > new_h:
-        step = (new_w - new_h) // (k - 1)
-        assert k >= 2 and (k - 1) * step + new_h == new_w and step <= new_h  # windows cover every column
+    assert min(new_h, new_w) == crop
+    assert new_w == round(w * crop / min(h, w)) and new_h == round(h * crop / min(h, w))  # no rounding to windows
+    assert k == (max(2, -(-new_w // new_h)) if new_w > new_h else 1)  # as many windows as cover the width
     # without input padding the model sees multiples of 8
     nh, nw, k = depth_input_size(h, w, 45, shift_size=2, input_padding=None)
     assert nh % 8 == 0 and (nw % 8 == 0 or nw > nh)
+
+
+def test_load_image_applies_the_exif_orientation(tmp_path):
+    """A phone photo stored landscape with EXIF Orientation 6 ("rotate 90° clockwise to view") is read upright."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = [255, 0, 0]  # left half red, right half blue, as stored
+    stored[:, 20:] = [0, 0, 255]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.shape == (40, 20, 3)  # rotated: portrait
+    # rotating 90° clockwise puts the stored left (red) half on top
+    assert upright[5, 10, 0] > 200 and upright[5, 10, 2] < 60
+    assert upright[35, 10, 2] > 200 and upright[35, 10, 0] < 60
+    # without the tag nothing changes
+    Image.fromarray(stored).save(tmp_path / "plain.jpg", quality=95)
+    assert load_image(tmp_path / "plain.jpg").shape == (20, 40, 3)
 
 
 def test_read_sentences(tmp_path):
@@ -145,15 +163,35 @@ def test_depth_folder_outputs_and_values(checkpoints, tmp_path, capsys):
         depth_mm = np.asarray(png)
         assert depth_mm.dtype == np.uint16 and depth_mm.shape == (h, w), name
         colour = Image.open(tmp_path / "out" / f"{name}_depth_color.png")
-        assert colour.mode == "RGB" and colour.size == (w, h)
+        assert colour.mode == "RGB" and colour.size == (max(w, 160), h + 22)  # the map, its scale bar below
         npy = np.load(tmp_path / "out" / f"{name}_depth.npy")
         assert npy.dtype == np.float32 and npy.shape == (h, w)
+        # one fixed colour range for every image: 0 to the model's max_depth (10 m), not the image's own
+        assert np.array_equal(np.asarray(colour)[:h, :w], colorize(npy.astype(np.float64), 0.0, 10.0))
         assert np.abs(depth_mm / 1000.0 - npy).max() <= 0.0005 + 1e-6
     assert json.loads((tmp_path / "out" / "predictions.json").read_text())["skipped"][0]["input"].endswith("broken.png")
     # the written depth equals the API's prediction for the same file (within 1 mm)
     api = Predictor.from_pretrained(checkpoints["depth"])("%s" % (tmp_path / "in" / "portrait.jpg"))
     png = np.asarray(Image.open(tmp_path / "out" / "portrait_depth.png")).astype(np.float64) / 1000.0
     assert api.shape == (80, 60) and np.abs(png - api).max() <= 0.001
+
+
+def test_depth_colour_range_option(checkpoints, tmp_path):
+    """depth_range=[min, max] fixes the colours and the scale bar's numbers; auto uses each image's range."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_rgb(48, 64, 4)).save(folder / "a.png")
+    model = load_checkpoint(checkpoints["depth"])
+    for option, expected in [([1.0, 3.0], (1.0, 3.0)), ("auto", None)]:
+        out = tmp_path / f"out-{expected}"
+        predict_files(Predictor(model, depth_range=option), folder, out, save_npy=True, progress=False)
+        depth = np.load(out / "a_depth.npy").astype(np.float64)
+        low, high = expected or (float(depth.min()), float(depth.max()))
+        picture = Image.open(out / "a_depth_color.png")
+        assert np.array_equal(np.asarray(picture), np.asarray(depth_picture(depth, low, high)))
+    for bad in ([3.0, 1.0], [1.0], "wide"):
+        with pytest.raises(ValueError, match="depth_range"):
+            Predictor(model, depth_range=bad)
 
 
 def test_depth_api_is_the_task_protocol(checkpoints):
@@ -171,6 +209,21 @@ def test_depth_api_is_the_task_protocol(checkpoints):
     assert model.hparams.shift_size == 2 and model.hparams.flip_test is True
     with pytest.raises(ValueError, match="unknown scene"):
         Predictor(model, scene="spaceship")
+
+
+def test_depth_wide_image_is_the_task_protocol(checkpoints):
+    """An image more than two windows wide is predicted by the task's own protocol at its own width (no
+    rounding of the width to whole windows in predict), with every column finite."""
+    model = load_checkpoint(checkpoints["depth"])
+    image = _rgb(48, 201, 7)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    count = model.class_embeddings.shape[0]
+    with torch.no_grad():
+        expected = model.predict_depth(x, torch.tensor([0]))[0, 0].numpy()
+    got = Predictor(model, scene=0)(image)
+    assert got.shape == (48, 201) and np.isfinite(got).all()
+    assert np.abs(got - expected).max() < 1e-6
+    assert model.class_embeddings.shape[0] == count
 
 
 # ------------------------------------------------------------------------------------------------ segmentation

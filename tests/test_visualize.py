@@ -43,6 +43,39 @@ def test_segmentation_and_referring_panels_with_mixed_sizes():
     assert panel.width == 3 * round(48 * 128 / 32) and panel.height == 16 + 2 * (128 + 14)
 
 
+def test_segmentation_legend_names_are_whole_and_fit(monkeypatch):
+    """ADE20K's long names ("television receiver") are drawn whole, inside the picture, in equal columns."""
+    from PIL import ImageDraw
+
+    drawn = []
+    original = ImageDraw.ImageDraw.text
+
+    def record(self, xy, text, *args, **kwargs):
+        drawn.append((xy, text, self.textlength(text)))
+        return original(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
+    names = ["wall", "television receiver", "chest of drawers", "sky", "floor"]
+    images = [torch.rand(3, 32, 32), torch.rand(3, 32, 48)]
+    labels = [torch.arange(5).repeat_interleave(7)[:32].repeat(32, 1).T.contiguous(), torch.zeros(32, 48).long()]
+    panel = segmentation_panel(images, labels, labels, names)
+    tile_w = round(48 * 128 / 32)
+    assert panel.width == 3 * tile_w  # every row: three tiles of one width
+    legend = {text: (xy, length) for xy, text, length in drawn if ":" in text}
+    assert set(legend) == {f"{i}: {n}" for i, n in enumerate(names)}  # whole names, every class shown
+    lefts = sorted({xy[0] for xy, _ in legend.values()})
+    steps = {b - a for a, b in zip(lefts, lefts[1:], strict=False)}
+    assert len(steps) <= 1  # equal columns
+    for (x, _), length in legend.values():
+        assert x + length <= panel.width
+        assert not steps or length <= next(iter(steps)) - 14  # a name never runs into the next column
+    # a name longer than the whole grid widens the picture instead of being cut
+    long_names = ["wall", "a " * 60 + "very long class name"]
+    panel = segmentation_panel(images[:1], [labels[1][:, :32]], [labels[1][:, :32] + 1], long_names)
+    (x, _), length = [(xy, n) for xy, text, n in drawn if text.startswith("1: a a")][-1:][0]
+    assert panel.width >= x + length > 3 * 128
+
+
 def test_validation_summary_line(caplog):
     class FakeTrainer:
         sanity_checking = False

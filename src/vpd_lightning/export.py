@@ -232,7 +232,7 @@ def _resolved_config(cfg, exclude: tuple[str, ...] = ("hydra",)) -> dict | None:
 #: Keys of ``conf/predict.yaml`` that are not part of a training configuration.
 _PREDICT_KEYS = (
     "hydra", "input", "output", "sentence", "sentences", "scene", "flip", "save_npy", "batch_size", "device",
-    "progress", "metrics",
+    "progress", "metrics", "depth_range",
 )  # fmt: skip
 
 

@@ -16,15 +16,17 @@ Python::
     depth = predictor("room.jpg")                           # path, PIL image or numpy array -> numpy
 
 **Per task** (the input is RGB in ``[0, 1]``; grayscale, RGBA (alpha dropped), palette and 16-bit images are
-converted first):
+converted first; image files are turned upright by their EXIF orientation, as viewers show them):
 
 - depth: the image is resized (bilinear, aspect kept) so that its short side equals the training crop height,
   run through the task's ``predict_depth`` (square windows of the image height spread over the width, each with
-  its flip, as VPD's test protocol; for very wide images more windows so they still cover the width, and the
-  width rounded so the windows tile it exactly) and the depth resized back to the input size. The scene prompt
+  its flip, as VPD's test protocol; for very wide images more windows so they still cover the width) and the
+  depth resized back to the input size. The scene prompt
   is ``scene=<class name or index>``; by default the mean of all scene embeddings ("some indoor scene").
   Output: ``<name>_depth.png`` (uint16, millimetres, ``round(depth * 1000)`` clipped to 0..65535),
-  ``<name>_depth_color.png`` (Turbo colours over the image's own depth range) and, with ``save_npy=true``,
+  ``<name>_depth_color.png`` (Turbo colours with a scale bar in metres underneath, on one range for every image:
+  ``depth_range=null`` 0 to the model's ``max_depth``, ``[min, max]`` in metres, or ``auto`` for each image's
+  own range) and, with ``save_npy=true``,
   ``<name>_depth.npy`` (float32 metres).
 - segmentation: the task's ``predict_logits`` on the original image (keep-ratio resize to the test scale, sliding
   windows, logits resized back), argmax. Output: ``<name>_label.png`` holding the raw predicted class index
@@ -51,7 +53,6 @@ import csv
 import glob
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -64,7 +65,7 @@ import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vpd_lightning.config import CONFIG_DIR
 from vpd_lightning.export import load_model, requested_task, task_of, tokenizer_from_spec
@@ -165,10 +166,14 @@ def to_rgb_array(image: Any) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to ``uint8 [H, W, 3]`` RGB (first frame of multi-frame files)."""
+    """Decode an image file to ``uint8 [H, W, 3]`` RGB (first frame of multi-frame files), upright.
+
+    Cameras and phones store the sensor's pixels and say in the EXIF ``Orientation`` tag how to turn them;
+    every viewer applies it, so the photo a user sees is the turned one and the prediction must be too.
+    """
     with Image.open(path) as image:
         image.load()
-        return to_rgb_array(image)
+        return to_rgb_array(ImageOps.exif_transpose(image))
 
 
 # -------------------------------------------------------------------------------------------------- sizes
@@ -182,20 +187,20 @@ def depth_input_size(
 ) -> tuple[int, int, int]:
     """``(new_h, new_w, windows)``: the size a depth input is resized to and the number of shifted windows.
 
-    The short side becomes ``crop_height`` (aspect kept). For a landscape image with shifted windows the width
-    is rounded so that ``windows`` square windows of side ``new_h`` tile it exactly (``predict_depth`` steps by
-    ``(w - h) // (windows - 1)``), and ``windows`` grows beyond ``shift_size`` when the image is wider than
-    ``shift_size`` windows cover. Without input padding the sides the model sees are multiples of 8.
+    The short side becomes ``crop_height`` (aspect kept). Without input padding the sides the model sees are
+    multiples of 8 (for a landscape image with shifted windows, the height: the windows are square). ``windows``
+    is how many square windows the model's ``predict_depth`` uses (``shift_size``, more for an image wider than
+    they cover, see :func:`vpd_lightning.tasks.depth.shift_window_starts`), 1 without shifted windows.
     """
+    from vpd_lightning.tasks.depth import shift_window_starts
+
     scale = crop_height / min(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     if input_padding is None:
         new_h = max(8, round(new_h / 8) * 8)
-    windows = shift_size
+    windows = 1
     if shift_window and shift_size > 1 and new_w > new_h:
-        windows = max(shift_size, math.ceil((new_w - new_h) / new_h) + 1)
-        step = max(1, round((new_w - new_h) / (windows - 1)))
-        new_w = new_h + step * (windows - 1)
+        windows = len(shift_window_starts(new_h, new_w, shift_size))
     elif input_padding is None:
         new_w = max(8, round(new_w / 8) * 8)
     return new_h, new_w, windows
@@ -240,6 +245,21 @@ def _mean_scene(model: torch.nn.Module, needed: bool) -> Iterator[None]:
         model.class_embeddings = original
 
 
+def _depth_range(value: Any, max_depth: float) -> tuple[float, float] | None:
+    """The colour range of depth pictures (``None`` = each image's own); see :class:`Predictor`."""
+    if value is None:
+        return 0.0, max_depth
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if not low < high:  # also false for nan
+        raise ValueError(f"depth_range must be [min, max] in metres with min < max, or auto; got {value!r}")
+    return low, high
+
+
 # ---------------------------------------------------------------------------------------------- predictor
 @dataclass
 class _Item:
@@ -264,6 +284,8 @@ class Predictor:
         image_size, max_tokens: referring: square input size and token budget (default: the stored ones).
         max_logit_bytes: segmentation: above this size of full-resolution logits, an image is first resized to
             the model's test scale and the labels are upsampled (nearest) to the input size.
+        depth_range: depth: the colour range of ``<name>_depth_color.png`` in metres, ``(min, max)``; ``None``
+            = 0 to the model's ``max_depth``, ``"auto"`` = each image's own minimum and maximum.
     """
 
     def __init__(
@@ -279,6 +301,7 @@ class Predictor:
         image_size: int | None = None,
         max_tokens: int | None = None,
         max_logit_bytes: int = MAX_LOGIT_BYTES,
+        depth_range: Sequence[float] | str | None = None,
     ) -> None:
         self.task = task_of(model)
         self.spec = dict(getattr(model, "vpd_config", None) or {})
@@ -296,6 +319,7 @@ class Predictor:
         if self.task == "depth":
             self.crop_height = int(crop_height or stored.get("crop_height") or 480)
             self.scene = self.scene_index(scene)
+            self.depth_range = _depth_range(depth_range, float(model.hparams.max_depth))
         if self.task == "referring":
             if self.flip:
                 log.warning("flip is ignored for referring segmentation (sentences may say left or right)")
@@ -390,12 +414,12 @@ class Predictor:
         return self._run_referring(items)
 
     def _run_depth(self, items: Sequence[_Item]) -> list[np.ndarray]:
-        new_h, new_w, windows = self.batch_key(items[0])
+        new_h, new_w, _ = self.batch_key(items[0])
         batch = _tensor([_resize_uint8(it.image, new_h, new_w) for it in items], self.device)
         count = int(self.model.class_embeddings.shape[0])
         ids = torch.tensor([count if it.scene in (None, -1) else it.scene for it in items], device=self.device)
         mean = bool(ids.eq(count).any())
-        with _hparams(self.model, shift_size=windows, flip_test=self.flip), _mean_scene(self.model, mean):
+        with _hparams(self.model, flip_test=self.flip), _mean_scene(self.model, mean):
             pred = self.model.predict_depth(batch, ids)
         outs = []
         for i, item in enumerate(items):
@@ -549,7 +573,7 @@ def _overlay(image: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.n
 
 
 def _write(predictor: Predictor, item: _Item, result: np.ndarray, out: Path, save_npy: bool) -> list[str]:
-    from vpd_lightning.visualize import colorize, palette
+    from vpd_lightning.visualize import depth_picture, palette
 
     name = item.meta["name"]
     written = []
@@ -561,7 +585,10 @@ def _write(predictor: Predictor, item: _Item, result: np.ndarray, out: Path, sav
 
     if predictor.task == "depth":
         save(np.clip(np.round(result * 1000.0), 0, 65535).astype(np.uint16), "_depth.png")
-        save(colorize(result, float(result.min()), float(result.max())), "_depth_color.png")
+        low, high = predictor.depth_range or (float(result.min()), float(result.max()))
+        target = out / f"{name}_depth_color.png"
+        depth_picture(result, low, high).save(target)
+        written.append(target.name)
         if save_npy:
             np.save(out / f"{name}_depth.npy", result.astype(np.float32))
             written.append(f"{name}_depth.npy")
@@ -721,6 +748,7 @@ def _predict(cfg) -> dict:
         scene=cfg.get("scene"),
         batch_size=cfg.get("batch_size", 4),
         device=cfg.get("device"),
+        depth_range=cfg.get("depth_range"),
     )
     inputs = cfg.input
     if OmegaConf.is_list(inputs):

@@ -8,7 +8,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-__all__ = ["attention_panel", "colorize", "depth_panel", "palette", "referring_panel", "segmentation_panel"]
+__all__ = [
+    "attention_panel",
+    "colorize",
+    "depth_panel",
+    "depth_picture",
+    "palette",
+    "referring_panel",
+    "segmentation_panel",
+]
 
 
 def _turbo(x: np.ndarray) -> np.ndarray:
@@ -32,6 +40,17 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, invalid: np.ndarray |
     if invalid is not None:
         rgb[invalid] = 0
     return rgb
+
+
+def depth_picture(depth: np.ndarray, vmin: float, vmax: float, unit: str = " m") -> Image.Image:
+    """A depth map in Turbo colours on ``[vmin, vmax]`` with its scale bar underneath (at least 160 pixels
+    wide so that the numbers fit; a narrower map is padded with white on the right)."""
+    rgb = colorize(np.asarray(depth, dtype=np.float64), vmin, vmax)
+    height, width = rgb.shape[:2]
+    out = Image.new("RGB", (max(width, 160), height + 22), "white")
+    out.paste(Image.fromarray(rgb), (0, 0))
+    out.paste(_scale_bar(out.width, vmin, vmax, unit), (0, height))
+    return out
 
 
 def _scale_bar(width: int, vmin: float, vmax: float, unit: str) -> Image.Image:
@@ -126,19 +145,31 @@ def segmentation_panel(
     all_tiles = _tile(all_tiles)
     rows = [np.concatenate(all_tiles[i : i + 3], axis=1) for i in range(0, len(all_tiles), 3)]
     grid = Image.fromarray(np.concatenate(rows, axis=0))
-    legend_h = 14 * ((len(shown) + 3) // 4) + 4
-    out = Image.new("RGB", (grid.width, grid.height + 16 + legend_h), "white")
+    entries = [(tuple(int(c) for c in colours[cls]), f"{cls}: {class_names[cls].strip()}") for cls in sorted(shown)]
+    columns, col_w, legend_h = _legend_layout([text for _, text in entries], grid.width)
+    out = Image.new("RGB", (max(grid.width, col_w), grid.height + 16 + legend_h), "white")
     draw = ImageDraw.Draw(out)
     w = grid.width // 3
     for i, title in enumerate(["image", "ground truth", "prediction"]):
         draw.text((i * w + 4, 2), title, fill="black")
     out.paste(grid, (0, 16))
-    col_w = grid.width // 4
-    for k, cls in enumerate(sorted(shown)):
-        x, y = (k % 4) * col_w + 4, grid.height + 18 + 14 * (k // 4)
-        draw.rectangle([x, y + 2, x + 10, y + 12], fill=tuple(int(c) for c in colours[cls]))
-        draw.text((x + 14, y), f"{cls}: {class_names[cls].strip()}"[: col_w // 7], fill="black")
+    for k, (colour, text) in enumerate(entries):
+        x, y = (k % columns) * col_w + 4, grid.height + 18 + 14 * (k // columns)
+        draw.rectangle([x, y + 2, x + 10, y + 12], fill=colour)
+        draw.text((x + 14, y), text, fill="black")
     return out
+
+
+def _legend_layout(texts: Sequence[str], width: int) -> tuple[int, int, int]:
+    """``(columns, column width, height)`` of a legend of swatches + names in equal columns across ``width``.
+
+    Names are never cut: a column is as wide as the longest name (plus its swatch), and the picture is widened
+    when even one column does not fit.
+    """
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col_w = 4 + 14 + max((round(measure.textlength(t)) for t in texts), default=0) + 8
+    columns = max(1, width // col_w)
+    return columns, col_w, 14 * -(-len(texts) // columns) + 4
 
 
 def referring_panel(

@@ -138,50 +138,79 @@ def pretrain_tiny_vae(vae, steps: int = 300, size: int = 64, seed: int = 0) -> l
     return losses
 
 
+def _write_tokenizer(root: Path, kind: str):
+    """Write ``root/tokenizer`` (``kind``: ``"bytes"`` one token per byte, ``"clip"`` OpenAI CLIP's BPE) and
+    return the tokenizer."""
+    import shutil
+
+    from transformers import CLIPTokenizer
+
+    src = root / "_tokenizer_src"
+    if kind == "bytes":
+        tokenizer = CLIPTokenizer.from_pretrained(str(write_byte_level_clip_tokenizer(src)), model_max_length=77)
+    elif kind == "clip":
+        from vpd_lightning.backbone.loading import clip_tokenizer_from_bpe
+
+        tokenizer = clip_tokenizer_from_bpe(cache_dir=src)
+    else:
+        raise ValueError(f"tokenizer must be 'bytes' or 'clip', got {kind!r}")
+    tokenizer.save_pretrained(str(root / "tokenizer"))
+    shutil.rmtree(src, ignore_errors=True)
+    return tokenizer
+
+
 def save_tiny_stable_diffusion(
-    root: str | Path, seed: int = 0, overwrite: bool = False, vae_pretrain_steps: int | None = 0
+    root: str | Path,
+    seed: int = 0,
+    overwrite: bool = False,
+    vae_pretrain_steps: int | None = 0,
+    vae_pretrain_size: int = 64,
+    tokenizer: str = "bytes",
 ) -> Path:
     """Write tiny random ``unet/``, ``vae/``, ``text_encoder/`` and ``tokenizer/`` folders under ``root``.
 
-    ``vae_pretrain_steps > 0`` first trains the VAE as an autoencoder (:func:`pretrain_tiny_vae`); everything
-    else stays randomly initialised. Idempotent: an existing folder made with the same arguments is kept unless
-    ``overwrite``; ``vae_pretrain_steps=None`` accepts any existing folder (and makes a random one if none).
+    ``vae_pretrain_steps > 0`` first trains the VAE as an autoencoder on ``vae_pretrain_size``-pixel rooms
+    (:func:`pretrain_tiny_vae`); everything else stays randomly initialised. ``tokenizer``: ``"bytes"`` (514
+    ids, every byte a token: a word of n letters is n tokens) or ``"clip"`` (OpenAI CLIP's BPE, SD-1.5's, from
+    the file shipped in the package: 49,408 ids, common words one token each; the text encoder's embedding table
+    grows to match). Idempotent: an existing folder made with the same arguments is kept unless ``overwrite``;
+    ``vae_pretrain_steps=None`` accepts any existing folder (and makes a random one if none).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     root = Path(root)
     marker = root / "vpd_tiny.json"
+    made_with = {
+        "seed": seed,
+        "vae_pretrain_steps": vae_pretrain_steps or 0,
+        "vae_pretrain_size": vae_pretrain_size if vae_pretrain_steps else None,
+        "tokenizer": tokenizer,
+    }
     if marker.exists() and not overwrite:
         made = json.loads(marker.read_text())
-        if vae_pretrain_steps is None or (
-            made.get("seed") == seed and made.get("vae_pretrain_steps", 0) == vae_pretrain_steps
-        ):
+        made.setdefault("tokenizer", "bytes")  # folders written before these options existed
+        made.setdefault("vae_pretrain_size", 64 if made.get("vae_pretrain_steps") else None)
+        if vae_pretrain_steps is None or all(made.get(k) == v for k, v in made_with.items()):
             return root
     vae_pretrain_steps = vae_pretrain_steps or 0
     root.mkdir(parents=True, exist_ok=True)
-    tok_src = write_byte_level_clip_tokenizer(root / "_tokenizer_src")
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_src), model_max_length=77)
-    tokenizer.save_pretrained(str(root / "tokenizer"))
-    for path in tok_src.iterdir():
-        path.unlink()
-    tok_src.rmdir()
+    marker.unlink(missing_ok=True)  # a folder is complete only once the marker is written again
+    tokenizer_obj = _write_tokenizer(root, tokenizer)
 
     torch.manual_seed(seed)
     UNet2DConditionModel(**TINY_UNET_CONFIG).save_pretrained(str(root / "unet"))
     vae = AutoencoderKL(**TINY_VAE_CONFIG)
     if vae_pretrain_steps > 0:
-        pretrain_tiny_vae(vae, vae_pretrain_steps, seed=seed)
+        pretrain_tiny_vae(vae, vae_pretrain_steps, size=vae_pretrain_size, seed=seed)
     vae.save_pretrained(str(root / "vae"))
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer_obj),
+        bos_token_id=tokenizer_obj.bos_token_id,
+        eos_token_id=tokenizer_obj.eos_token_id,
+        pad_token_id=tokenizer_obj.pad_token_id,
         **TINY_TEXT_CONFIG,
     )
     CLIPTextModel(text_config).save_pretrained(str(root / "text_encoder"))
-    marker.write_text(
-        json.dumps({"seed": seed, "vae_pretrain_steps": vae_pretrain_steps, "kind": "tiny SD-1.x-shaped components"})
-    )
+    marker.write_text(json.dumps({**made_with, "kind": "tiny SD-1.x-shaped components"}))
     return root

@@ -14,7 +14,20 @@ from vpd_lightning.losses import SiLogLoss
 from vpd_lightning.metrics import DepthMetrics
 from vpd_lightning.tasks.base import VPDTask
 
-__all__ = ["DepthEstimationTask"]
+__all__ = ["DepthEstimationTask", "shift_window_starts"]
+
+
+def shift_window_starts(height: int, width: int, shift_size: int = 2) -> list[int]:
+    """Left edges of the square test windows (side ``height``) of a ``height x width`` image, ``width > height``.
+
+    VPD's ``--shift_window_test``: ``shift_size`` windows ``(width - height) // (shift_size - 1)`` apart. When
+    they cannot cover the width (an image more than ``shift_size`` heights wide; VPD asserts NYUv2's 480x640),
+    more windows are used, as few as cover every column; and the last window always ends at the right edge
+    (VPD's floor division leaves the last columns uncovered when ``shift_size - 1`` does not divide
+    ``width - height``). NYUv2's 480x640 with ``shift_size=2`` gives VPD's ``[0, 160]``.
+    """
+    n = max(shift_size, math.ceil((width - height) / height) + 1)
+    return [i * (width - height) // (n - 1) for i in range(n)]
 
 
 class DepthEstimationTask(VPDTask):
@@ -26,7 +39,8 @@ class DepthEstimationTask(VPDTask):
 
     Evaluation follows VPD's ``test.py --flip_test --shift_window_test --shift_size 2``: the full image is cut
     into ``shift_size`` square windows (side = image height) spread along the width, each predicted with its
-    horizontal flip, flip pairs averaged and windows averaged where they overlap.
+    horizontal flip, flip pairs averaged and windows averaged where they overlap. Images wider than the windows
+    cover get more windows (:func:`shift_window_starts`), so every column is predicted.
 
     Args:
         backbone: the diffusion backbone (VPD depth uses it without attention maps).
@@ -108,9 +122,7 @@ class DepthEstimationTask(VPDTask):
         b, _, h, w = image.shape
         hp = self.hparams
         if hp.shift_window_test and w > h and hp.shift_size > 1:
-            interval = (w - h) // (hp.shift_size - 1)
-            starts = [i * interval for i in range(hp.shift_size)]
-            win = h
+            starts, win = shift_window_starts(h, w, hp.shift_size), h
         else:
             starts, win = [0], w
         crops = torch.cat([image[..., s : s + win] for s in starts])  # [n*B, 3, h, win]
