@@ -153,7 +153,9 @@ def backbone_options(backbone: nn.Module) -> dict:
         "scale_latents": backbone.scale_latents,
         "sample_posterior": backbone.sample_posterior,
         "add_noise": backbone.add_noise,
-        "train_unet": bool(backbone.unet.conv_in.weight.requires_grad),
+        # `finetune` says which parameters train (and that LoRA adapters must be injected before loading)
+        "train_unet": backbone.finetune["mode"] != "frozen",
+        "finetune": dict(backbone.finetune),
         "gradient_checkpointing": bool(getattr(backbone.unet, "is_gradient_checkpointing", False)),
         "attention_impl": backbone.attention_impl,
         "dtype": str(backbone.unet.dtype).removeprefix("torch."),
@@ -295,6 +297,12 @@ def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
 
 
 def _load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    from vpd_lightning.backbone.finetune import AdapterMismatchError, check_adapters
+
+    try:
+        check_adapters(state_dict.keys(), model, where)
+    except AdapterMismatchError as err:
+        raise CheckpointError(str(err)) from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:

@@ -21,7 +21,8 @@ down-sampling level, and diffusers forwards the up-sampling sizes).
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from vpd_lightning.backbone.attention import (
     install_attention_capture,
     remove_attention_capture,
 )
+from vpd_lightning.backbone.finetune import apply_finetune, normalize_finetune
 
 __all__ = ["ATTENTION_LEVELS", "DiffusionBackbone"]
 
@@ -57,7 +59,10 @@ class DiffusionBackbone(nn.Module):
         scale_latents: multiply latents by ``vae.config.scaling_factor`` (SD training convention; VPD: no).
         sample_posterior: sample the VAE posterior instead of taking its mean (VPD: mean).
         add_noise: noise the latent to ``timestep`` with the SD-1.5 DDPM schedule (VPD: no noise).
-        train_unet: fine-tune the UNet (VPD: yes); ``False`` freezes it.
+        train_unet: fine-tune the UNet (VPD: yes); ``False`` freezes it (the same as ``finetune="frozen"``).
+        finetune: which UNet parameters train: a mapping with ``mode`` (``full``, ``lora``, ``partial``,
+            ``frozen``) and that mode's options, or the mode's name; ``None``: ``full`` (see
+            :mod:`vpd_lightning.backbone.finetune`). The applied configuration is kept as ``self.finetune``.
         gradient_checkpointing: trade compute for memory in the UNet (the original ran ldm with
             ``use_checkpoint``; numerically the same features).
         attention_impl: ``"fast"`` runs every attention layer through fused SDPA except the cross-attention
@@ -79,6 +84,7 @@ class DiffusionBackbone(nn.Module):
         train_unet: bool = True,
         gradient_checkpointing: bool = False,
         attention_impl: Literal["fast", "explicit"] = "fast",
+        finetune: Mapping[str, Any] | str | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_LEVELS:
@@ -94,13 +100,14 @@ class DiffusionBackbone(nn.Module):
             del self.vae.decoder  # only the encoder is used
         self.vae.requires_grad_(False)
         self.vae.eval()
-        # The output head is never run: freeze it so optimizers and DDP never see it.
-        for name in ("conv_norm_out", "conv_out"):
-            module = getattr(self.unet, name, None)
-            if module is not None:
-                module.requires_grad_(False)
+        finetune = normalize_finetune(finetune)
         if not train_unet:
-            self.unet.requires_grad_(False)
+            if finetune["mode"] not in ("full", "frozen"):
+                mode = finetune["mode"]
+                raise ValueError(f"backbone.train_unet=false contradicts finetune={mode}; use finetune=frozen")
+            finetune = normalize_finetune("frozen")
+        # also freezes the never-run output head (conv_norm_out, conv_out) so optimizers and DDP never see it
+        self.finetune = apply_finetune(self.unet, **finetune)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
 
@@ -357,5 +364,6 @@ class DiffusionBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"timestep={self.timestep}, attention={self.attention}, detach_attention={self.detach_attention}, "
-            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}"
+            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}, "
+            f"finetune={self.finetune['mode']}"
         )
