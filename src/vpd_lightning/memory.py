@@ -213,7 +213,8 @@ def build_sd15_model(cfg, device: str | torch.device = "meta", components: dict[
         overrides: dict[str, Any] = {"backbone": backbone}
         model_cfg = cfg.model
         if "class_embeddings" in model_cfg:
-            names = OmegaConf.to_container(model_cfg.class_embeddings.class_names, resolve=True)
+            names = model_cfg.class_embeddings.class_names
+            names = OmegaConf.to_container(names, resolve=True) if OmegaConf.is_config(names) else list(names)
             overrides["class_embeddings"] = torch.randn(len(names), backbone.context_dim)
         if "text_encoder" in model_cfg:
             overrides["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))

@@ -88,7 +88,8 @@ class ReferringSegmentationTask(VPDTask):
             raise ValueError(f"input_ids have {input_ids.shape[-1]} tokens, the model was built for {self.max_tokens}")
         with torch.no_grad():
             hidden = self.text_encoder(input_ids=input_ids).last_hidden_state
-        return self.text_adapter(hidden.float())
+        # fp32 for a trained adapter beside a half-precision frozen encoder; the adapter's own type in inference
+        return self.text_adapter(hidden.to(next(self.text_adapter.parameters()).dtype))
 
     def forward(
         self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
