@@ -53,7 +53,9 @@ def test_frozen_dtype_bf16_keeps_fp32_master_weights(finetune):
 
 
 def test_frozen_dtype_unknown_value():
-    with pytest.raises(ValueError, match=r"backbone.frozen_dtype must be one of fp32, bf16, fp16 \(or null\); got 'int8'"):
+    with pytest.raises(
+        ValueError, match=r"backbone.frozen_dtype must be one of fp32, bf16, fp16 \(or null\); got 'int8'"
+    ):
         _backbone(frozen_dtype="int8")
 
 

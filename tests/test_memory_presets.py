@@ -55,3 +55,31 @@ def test_unknown_preset_lists_the_valid_ones():
     assert "memory/gpu99" in message
     for preset in PRESETS:
         assert preset in message
+
+
+def test_lora_preset_trains_on_the_tiny_model(tmp_path, tiny_sd_dir, nyu_root):
+    """memory=gpu8 (LoRA, bf16 frozen weights, checkpointing, batch 1 x 3 accumulated) on the tiny model."""
+    import torch
+    from tiny_config import tiny_task
+
+    from vpd_lightning.train import train
+
+    out = tmp_path / "out"
+    base = [
+        *tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path),
+        "memory=gpu8",
+        "trainer=cpu",
+        f"paths.output_dir={out}",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "test=false",
+    ]
+    _, objects = train(make_cfg(base))
+    model, trainer = objects["model"], objects["trainer"]
+    assert trainer.accumulate_grad_batches == 3 and trainer.global_step == 1
+    unet = model.backbone.unet
+    assert {p.dtype for p in unet.parameters() if not p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert any(".lora_A." in k for k in state["state_dict"])

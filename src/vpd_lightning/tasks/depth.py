@@ -140,7 +140,9 @@ class DepthEstimationTask(VPDTask):
             return self(crops, ids)
         if window_batch < 1:
             raise ValueError(f"window_batch must be >= 1, got {window_batch}")
-        chunks = [self(crops[i : i + window_batch], ids[i : i + window_batch]) for i in range(0, len(crops), window_batch)]
+        chunks = [
+            self(crops[i : i + window_batch], ids[i : i + window_batch]) for i in range(0, len(crops), window_batch)
+        ]
         return torch.cat(chunks)
 
     # ------------------------------------------------------------------------------------------ steps
