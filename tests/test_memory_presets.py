@@ -45,6 +45,7 @@ def test_presets_use_their_levers():
     gpu8 = make_cfg(["task=referring", "memory=gpu8"])
     assert gpu8.finetune.mode == "lora" and gpu8.backbone.frozen_dtype == "bf16"
     assert (gpu8.data.batch_size, gpu8.trainer.accumulate_grad_batches) == (1, 4)
+    assert make_cfg(["task=referring", "memory=gpu16"]).data.batch_size == 1
     assert make_cfg(["memory=gpu80"]).backbone.gradient_checkpointing is False
 
 
