@@ -48,6 +48,7 @@ __all__ = [
     "apply_finetune",
     "check_adapters",
     "has_adapters",
+    "lora_targets",
     "merge_adapters",
     "merged_state_dict",
     "normalize_finetune",
