@@ -20,6 +20,7 @@ from vpd_lightning.backbone.finetune import (
     apply_finetune,
     check_adapters,
     has_adapters,
+    merge_adapters,
     merged_state_dict,
     normalize_finetune,
 )
@@ -171,6 +172,10 @@ def test_merged_adapters_equal_the_adapted_model(parts):
     for a, m, b in zip(adapted, merged, base):
         assert (a - m).abs().max() <= 1e-4 * a.abs().max()
         assert (a - b).abs().max() > 1e-2 * a.abs().max()  # the adapters do change the model
+    merge_adapters(lora.unet)  # in place: the same weights as merged_state_dict, a plain UNet after
+    assert not has_adapters(lora) and lora.unet.state_dict().keys() == plain.unet.state_dict().keys()
+    merged_weights = plain.unet.state_dict()  # both add the same delta W to W: bit-identical
+    assert all(torch.equal(v, merged_weights[k]) for k, v in lora.unet.state_dict().items())
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -230,15 +235,20 @@ def overrides(mode: str, nyu_root, tiny_sd_dir, out) -> list[str]:
     ]
 
 
-class StopAfter(Callback):
-    """Interrupt a fit after ``steps`` optimizer steps (its schedule still planned for max_steps)."""
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfter(Callback):
+    """Crash a fit after ``steps`` optimizer steps, once the last.ckpt of that step is written (as a killed job:
+    no end-of-fit validation or checkpoint; its schedule still planned for max_steps)."""
 
     def __init__(self, steps: int) -> None:
         self.steps = steps
 
-    def on_train_batch_end(self, trainer, *args) -> None:
+    def on_train_batch_start(self, trainer, *args) -> None:
         if trainer.global_step >= self.steps:
-            trainer.should_stop = True
+            raise Interrupted
 
 
 def fit(args: list[str], ckpt_path=None, stop_after: int | None = None) -> dict:
@@ -246,9 +256,12 @@ def fit(args: list[str], ckpt_path=None, stop_after: int | None = None) -> dict:
 
     objects = build(make_cfg(args))
     if stop_after is not None:
-        objects["trainer"].callbacks.append(StopAfter(stop_after))
+        objects["trainer"].callbacks.append(InterruptAfter(stop_after))
     objects["start"] = {n: p.detach().clone() for n, p in objects["model"].named_parameters()}
-    objects["trainer"].fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
+    try:
+        objects["trainer"].fit(objects["model"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
+    except Interrupted:
+        assert stop_after is not None
     return objects
 
 

@@ -10,7 +10,10 @@ size and the token budget), the tokenizer files (referring) and the resolved tra
 writes it into every checkpoint (``checkpoint["vpd_config"]``). :func:`build_from_spec` rebuilds the model from
 it with ``UNet2DConditionModel.from_config`` / ``AutoencoderKL.from_config`` / ``CLIPTextModel(config)`` and a
 zero class-embedding buffer of the stored shape, so no Stable Diffusion weights, no text-encoder run and no data
-set are needed; the weights then come from the checkpoint's ``state_dict`` (loaded strictly).
+set are needed; the weights then come from the checkpoint's ``state_dict`` (loaded strictly). The backbone
+options include the fine-tuning configuration (``backbone.finetune``): a ``lora`` model gets its adapters injected
+before the weights are loaded, and a state dict whose LoRA adapters do not match the rebuilt model (present in one,
+absent in the other) is refused in one line before any weight is touched.
 
 Checkpoints without a stored description (converted original checkpoints, older runs) are rebuilt from the
 Hydra config instead (``task=...`` plus the training overrides; the backbone is then loaded from ``sd_path``).
@@ -18,7 +21,8 @@ Hydra config instead (``task=...`` plus the training overrides; the backbone is 
 **Export.** :func:`export_model` writes a folder in the ``save_pretrained`` spirit::
 
     config.json         task, model config, backbone options, UNet/VAE/text-encoder configs, class names, ...
-    model.safetensors   the full state dict (class embeddings and the frozen text encoder included)
+    model.safetensors   the full state dict (class embeddings and the frozen text encoder included); LoRA
+                        adapters added into the UNet weights unless ``merge_adapters=False``
     class_names.json    depth / segmentation
     tokenizer/          referring: ``tokenizer.save_pretrained``
     README.md           a model card: task, classes, usage, metrics, training config
