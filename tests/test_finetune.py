@@ -139,6 +139,18 @@ def test_apply_finetune_on_the_meta_device():
     assert trainable(unet) == lora_count(TINY_UNET_CONFIG, 4, ("to_q", "to_k", "to_v", "to_out.0"))
 
 
+def test_lora_adapters_stay_float32_on_a_bf16_unet():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIG).to(torch.bfloat16)
+    apply_finetune(unet, mode="lora")
+    assert {p.dtype for n, p in unet.named_parameters() if ".lora_" in n} == {torch.float32}
+    assert {p.dtype for n, p in unet.named_parameters() if ".lora_" not in n} == {torch.bfloat16}
+    layer, x = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q, torch.randn(2, 32)
+    out = layer(x.bfloat16())
+    assert out.dtype == torch.bfloat16 and torch.equal(out, layer.base_layer(x.bfloat16()))  # B = 0 at init
+
+
 @pytest.mark.parametrize("impl", ["fast", "explicit"])
 def test_lora_at_initialisation_is_the_base_model(parts, impl):
     """lora_B starts at zero: features and cross-attention maps (captured through the peft-wrapped to_q/to_k)
