@@ -48,6 +48,7 @@ __all__ = [
     "apply_finetune",
     "check_adapters",
     "has_adapters",
+    "lora_targets",
     "merge_adapters",
     "merged_state_dict",
     "normalize_finetune",
@@ -229,6 +230,11 @@ def _inject_lora(unet: nn.Module, config: Mapping[str, Any]) -> None:
         bias="none",
     )
     inject_adapter_in_model(lora_config, unet, adapter_name=ADAPTER_NAME)
+    # peft gives the adapters the base layer's dtype; trained weights stay float32 (master weights) under a
+    # bf16/fp16 base, and peft casts the layer input to the adapter's dtype and the result back
+    for name, param in unet.named_parameters():
+        if _LORA_KEY.search("." + name) and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
 
 
 # --------------------------------------------------------------------------------------- state dicts
