@@ -14,6 +14,8 @@ tiny test configuration or the full SD-1.5 one (859.5 M parameters).
 
     python scripts/bench.py                                   # tiny UNet, 128 px
     python scripts/bench.py --unet sd15 --size 512 --repeats 3  # SD-1.5-shaped, 512x512
+
+Memory per fine-tuning mode and memory lever (and of prediction on a 12 MP photo): scripts/bench_memory.py.
 """
 
 from __future__ import annotations

@@ -204,10 +204,12 @@ def test_silog_sync_is_the_plain_loss_in_one_process_and_cutdepth_schedule_is_ch
         NYUv2Dataset(nyu_root, "train", cutdepth_schedule="sometimes")
 
 
-def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, tiny_sd_dir, tmp_path):
-    """trainer=fsdp's wrapping (one unit per UNet block, frozen VAE, forward hooks, attention processors) on 2
-    CPU processes through a test-only strategy subclass (Lightning runs FSDP on GPUs only); the full checkpoint
-    it writes is then evaluated in one process and reproduces the last validation."""
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(finetune, nyu_root, tiny_sd_dir, tmp_path):
+    """trainer=fsdp's wrapping (one unit per UNet block, frozen VAE, forward hooks, attention processors; with
+    finetune=lora, peft-wrapped projections and a frozen base in every unit) on 2 CPU processes through a
+    test-only strategy subclass (Lightning runs FSDP on GPUs only); the full checkpoint it writes is then
+    evaluated in one process (taking the checkpoint's finetune mode) and reproduces the last validation."""
     from vpd_lightning.evaluate import evaluate
 
     common = tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path)
@@ -224,6 +226,7 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, 
         "trainer.max_steps=4",
         "test=false",
         f"hydra.run.dir={tmp_path / 'fsdp'}",
+        f"finetune={finetune}",
     ]
     result = run_train([*common, *train_args], env=cli_env(REPO / "tests"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -240,6 +243,8 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(nyu_root, 
     # full (unsharded) tensors under the plain parameter names
     assert state["state_dict"]["head.last_layer_depth.2.weight"].shape == (1, 16, 3, 3)
     assert not any("_fsdp_wrapped_module" in k or "flat_param" in k for k in state["state_dict"])
+    lora_b = [v for k, v in state["state_dict"].items() if ".lora_B." in k]
+    assert (len(lora_b) > 0) == (finetune == "lora") and all(v.abs().sum() > 0 for v in lora_b)  # B trained
     last_val = _rows(tmp_path / "fsdp", "val/")[-1]
     overrides = [*common, "trainer=cpu", f"ckpt_path={last}", f"paths.output_dir={tmp_path / 'eval'}"]
     metrics = evaluate(make_cfg(overrides, "evaluate"))

@@ -30,6 +30,7 @@ def test_default_config_is_the_paper_recipe():
     assert cfg.model.input_padding == 64 and cfg.model.shift_size == 2 and cfg.model.flip_test
     assert cfg.sd_path.endswith("stable-diffusion-v1-5") and cfg.monitor == "val/rmse"
     assert len(cfg.data.class_names) == 27 and cfg.data.cutdepth
+    assert cfg.finetune.mode == "full" and cfg.backbone.finetune.mode == "full"  # VPD fine-tunes the whole UNet
 
 
 def test_fast_dev_run_in_process(nyu_root, tiny_sd_dir, tmp_path):

@@ -6,11 +6,12 @@ Runs the task's test protocol (for depth: full images, two shifted windows with 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.checkpoint import check_run_checkpoint
 from vpd_lightning.config import CONFIG_DIR
@@ -19,6 +20,8 @@ from vpd_lightning.train import build
 from vpd_lightning.utils import format_metrics
 from vpd_lightning.utils.errors import ConfigError, report_user_errors
 from vpd_lightning.utils.validate import validate_config
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -33,6 +36,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     check_run_checkpoint(ckpt, cfg)  # damaged, or of another task: say so before building anything
     torch.set_float32_matmul_precision("high")
+    _use_checkpoint_finetune(cfg, str(ckpt))
     objects = build(cfg)
     trainer = objects["trainer"]
     results = trainer.test(objects["model"], datamodule=objects["datamodule"], ckpt_path=str(ckpt), verbose=False)
@@ -43,6 +47,27 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if table:
             print(table)
     return metrics
+
+
+def _use_checkpoint_finetune(cfg: DictConfig, ckpt: str) -> None:
+    """Build the model with the fine-tuning configuration stored in the checkpoint (a LoRA checkpoint needs its
+    adapters in the model before loading), unless ``finetune=...`` was given on the command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from vpd_lightning.export import read_checkpoint
+
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not a Hydra run
+        overrides = []
+    if any(o.lstrip("+~").split("=", 1)[0].split(".")[0] == "finetune" for o in overrides):
+        return
+    stored = ((read_checkpoint(ckpt).get("vpd_config") or {}).get("backbone") or {}).get("finetune")
+    current = OmegaConf.to_container(cfg.finetune, resolve=True) if "finetune" in cfg else None
+    if stored and stored != current:
+        log.info("finetune: %s (stored in the checkpoint)", stored)
+        with open_dict(cfg):
+            cfg.finetune = stored
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")

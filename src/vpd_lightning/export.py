@@ -10,7 +10,10 @@ size and the token budget), the tokenizer files (referring) and the resolved tra
 writes it into every checkpoint (``checkpoint["vpd_config"]``). :func:`build_from_spec` rebuilds the model from
 it with ``UNet2DConditionModel.from_config`` / ``AutoencoderKL.from_config`` / ``CLIPTextModel(config)`` and a
 zero class-embedding buffer of the stored shape, so no Stable Diffusion weights, no text-encoder run and no data
-set are needed; the weights then come from the checkpoint's ``state_dict`` (loaded strictly).
+set are needed; the weights then come from the checkpoint's ``state_dict`` (loaded strictly). The backbone
+options include the fine-tuning configuration (``backbone.finetune``): a ``lora`` model gets its adapters injected
+before the weights are loaded, and a state dict whose LoRA adapters do not match the rebuilt model (present in one,
+absent in the other) is refused in one line before any weight is touched.
 
 Checkpoints without a stored description (converted original checkpoints, older runs) are rebuilt from the
 Hydra config instead (``task=...`` plus the training overrides; the backbone is then loaded from ``sd_path``).
@@ -18,7 +21,8 @@ Hydra config instead (``task=...`` plus the training overrides; the backbone is 
 **Export.** :func:`export_model` writes a folder in the ``save_pretrained`` spirit::
 
     config.json         task, model config, backbone options, UNet/VAE/text-encoder configs, class names, ...
-    model.safetensors   the full state dict (class embeddings and the frozen text encoder included)
+    model.safetensors   the full state dict (class embeddings and the frozen text encoder included); LoRA
+                        adapters added into the UNet weights unless ``merge_adapters=False``
     class_names.json    depth / segmentation
     tokenizer/          referring: ``tokenizer.save_pretrained``
     README.md           a model card: task, classes, usage, metrics, training config
@@ -179,7 +183,9 @@ def backbone_options(backbone: nn.Module) -> dict:
         "scale_latents": backbone.scale_latents,
         "sample_posterior": backbone.sample_posterior,
         "add_noise": backbone.add_noise,
-        "train_unet": bool(backbone.unet.conv_in.weight.requires_grad),
+        # `finetune` says which parameters train (and that LoRA adapters must be injected before loading)
+        "train_unet": backbone.finetune["mode"] != "frozen",
+        "finetune": dict(backbone.finetune),
         "gradient_checkpointing": bool(getattr(backbone.unet, "is_gradient_checkpointing", False)),
         "attention_impl": backbone.attention_impl,
         "dtype": str(backbone.unet.dtype).removeprefix("torch."),
@@ -232,7 +238,7 @@ def _resolved_config(cfg, exclude: tuple[str, ...] = ("hydra",)) -> dict | None:
 #: Keys of ``conf/predict.yaml`` that are not part of a training configuration.
 _PREDICT_KEYS = (
     "hydra", "input", "output", "sentence", "sentences", "scene", "flip", "save_npy", "batch_size", "device",
-    "progress", "metrics", "depth_range",
+    "progress", "metrics", "depth_range", "merge_adapters", "dtype", "window_batch",
 )  # fmt: skip
 
 
@@ -321,6 +327,12 @@ def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
 
 
 def _load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
+    from vpd_lightning.backbone.finetune import AdapterMismatchError, check_adapters
+
+    try:
+        check_adapters(state_dict.keys(), model, where)
+    except AdapterMismatchError as err:
+        raise CheckpointError(str(err)) from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
@@ -603,6 +615,8 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
         kind = "scene classes (the depth prompt)" if task == "depth" else "classes (label = row index)"
         shown = ", ".join(str(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
         lines.append(f"- {len(names)} {kind}: {shown} (`class_names.json`)")
+    finetune = config["backbone"].get("finetune") or {"mode": "full"}
+    lines.append(f"- fine-tuning: {_describe_finetune(finetune)}")
     predict = config.get("predict") or {}
     if task == "depth" and predict.get("crop_height"):
         lines.append(f"- trained on {predict['crop_height']}-pixel-high crops")
@@ -660,17 +674,51 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
     return "\n".join(lines) + "\n"
 
 
+def _export_state_dict(model: nn.Module, config: dict, merge_adapters: bool) -> dict[str, torch.Tensor]:
+    """The weights to export; with ``merge_adapters``, LoRA adapters added into the UNet weights (the UNet is then a
+    plain one, and ``config["backbone"]["finetune"]`` says ``merged: true`` so no adapter is injected on reload)."""
+    from vpd_lightning.backbone.finetune import has_adapters, merged_state_dict
+
+    state_dict = model.state_dict()
+    unet = model.backbone.unet
+    if not (merge_adapters and has_adapters(unet)):
+        return state_dict
+    prefix = "backbone.unet."
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
+    state_dict.update({prefix + k: v for k, v in merged_state_dict(unet).items()})
+    config["backbone"]["finetune"] = {**config["backbone"]["finetune"], "merged": True}
+    return state_dict
+
+
+def _describe_finetune(finetune: Mapping[str, Any]) -> str:
+    """One line of the model card: which UNet parameters were fine-tuned."""
+    from vpd_lightning.backbone.finetune import lora_targets
+
+    mode = finetune.get("mode", "full")
+    if mode == "lora":
+        where = "added into the UNet weights" if finetune.get("merged") else "kept as separate weights"
+        targets = ", ".join(lora_targets(finetune))
+        return f"`lora` (rank {finetune.get('rank')}, alpha {finetune.get('alpha')} on {targets}; adapters {where})"
+    if mode == "partial":
+        return f"`partial` (trained UNet blocks: {', '.join(finetune.get('train_blocks', []))})"
+    return {"full": "`full` (the whole UNet)", "frozen": "`frozen` (UNet as pretrained)"}.get(mode, f"`{mode}`")
+
+
 def export_model(
     model: nn.Module,
     folder: str | os.PathLike,
     metrics: Mapping[str, float] | None = None,
     train_config: Any = None,
+    merge_adapters: bool = True,
 ) -> Path:
     """Write ``model`` as a self-contained folder (see the module docstring); return the folder.
 
     ``model`` needs its description (``model.vpd_config``): set by ``vpd_lightning.train.build``, by
     :func:`load_checkpoint` / :func:`load_exported`, or by hand with :func:`model_spec`. ``train_config``
-    defaults to the one in the description.
+    defaults to the one in the description. A model with LoRA adapters (``finetune=lora``) is exported with the
+    adapters added into the UNet weights (a plain UNet, as fast as the original); ``merge_adapters=False`` keeps
+    them as separate weights (``lora_A``/``lora_B`` entries; the reloaded model injects them again). ``model``
+    itself is never modified.
     """
     from safetensors.torch import save_file
 
@@ -698,7 +746,7 @@ def export_model(
     embeddings = getattr(model, "class_embeddings", None)
     if embeddings is not None:
         config["class_embeddings_shape"] = list(embeddings.shape)
-    state_dict = _safetensors_dict(model.state_dict())
+    state_dict = _safetensors_dict(_export_state_dict(model, config, merge_adapters))
     save_file(state_dict, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "task": task})
     umask = os.umask(0)
     os.umask(umask)
@@ -780,7 +828,7 @@ def export_checkpoint(cfg) -> Path:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # leave no empty output folder behind
         raise
-    export_model(model, folder, metrics=metrics)
+    export_model(model, folder, metrics=metrics, merge_adapters=bool(cfg.get("merge_adapters", True)))
     print(f"exported the {task_of(model)} model of '{path}' to '{folder}'")
     return folder
 

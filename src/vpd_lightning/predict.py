@@ -286,6 +286,10 @@ class Predictor:
             the model's test scale and the labels are upsampled (nearest) to the input size.
         depth_range: depth: the colour range of ``<name>_depth_color.png`` in metres, ``(min, max)``; ``None``
             = 0 to the model's ``max_depth``, ``"auto"`` = each image's own minimum and maximum.
+        dtype: ``"bf16"`` or ``"fp16"``: hold the weights in half precision (half the memory of the model) and
+            compute under autocast to that type; ``None``/``"fp32"``: as trained. Outputs are float32 either way.
+        window_batch: depth: run the test windows (and their flips) at most this many per forward instead of
+            all at once, so peak memory no longer grows with the number of windows (same outputs).
     """
 
     def __init__(
@@ -302,12 +306,22 @@ class Predictor:
         max_tokens: int | None = None,
         max_logit_bytes: int = MAX_LOGIT_BYTES,
         depth_range: Sequence[float] | str | None = None,
+        dtype: str | torch.dtype | None = None,
+        window_batch: int | None = None,
     ) -> None:
+        from vpd_lightning.backbone.diffusion_backbone import resolve_dtype
+
         self.task = task_of(model)
         self.spec = dict(getattr(model, "vpd_config", None) or {})
         stored = self.spec.get("predict") or {}
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.dtype = resolve_dtype(dtype, "dtype")
+        if self.dtype == torch.float32:
+            self.dtype = None
+        self.model = model.to(self.device, dtype=self.dtype).eval() if self.dtype else model.to(self.device).eval()
+        if window_batch is not None and int(window_batch) < 1:
+            raise ValueError(f"window_batch must be >= 1 (or null for all windows at once), got {window_batch}")
+        self.window_batch = None if window_batch is None else int(window_batch)
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -407,11 +421,11 @@ class Predictor:
     @torch.no_grad()
     def run(self, items: Sequence[_Item]) -> list[np.ndarray]:
         """Predict items that share one :meth:`batch_key` in a single batch."""
-        if self.task == "depth":
-            return self._run_depth(items)
-        if self.task == "segmentation":
-            return self._run_segmentation(items)
-        return self._run_referring(items)
+        run = {"depth": self._run_depth, "segmentation": self._run_segmentation}.get(self.task, self._run_referring)
+        if self.dtype is None:
+            return run(items)
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return run(items)
 
     def _run_depth(self, items: Sequence[_Item]) -> list[np.ndarray]:
         new_h, new_w, _ = self.batch_key(items[0])
@@ -420,7 +434,7 @@ class Predictor:
         ids = torch.tensor([count if it.scene in (None, -1) else it.scene for it in items], device=self.device)
         mean = bool(ids.eq(count).any())
         with _hparams(self.model, flip_test=self.flip), _mean_scene(self.model, mean):
-            pred = self.model.predict_depth(batch, ids)
+            pred = self.model.predict_depth(batch, ids, window_batch=self.window_batch)
         outs = []
         for i, item in enumerate(items):
             h, w = item.image.shape[:2]
@@ -749,6 +763,8 @@ def _predict(cfg) -> dict:
         batch_size=cfg.get("batch_size", 4),
         device=cfg.get("device"),
         depth_range=cfg.get("depth_range"),
+        dtype=cfg.get("dtype"),
+        window_batch=cfg.get("window_batch"),
     )
     inputs = cfg.input
     if OmegaConf.is_list(inputs):

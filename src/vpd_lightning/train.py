@@ -117,7 +117,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     trainer, model, datamodule = objects["trainer"], objects["model"], objects["datamodule"]
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    log.info("parameters: %.2f M trainable, %.2f M frozen", n_train / 1e6, n_frozen / 1e6)
+    finetune = getattr(getattr(model, "backbone", None), "finetune", {}).get("mode", "?")
+    log.info("parameters: %.2f M trainable, %.2f M frozen (finetune=%s)", n_train / 1e6, n_frozen / 1e6, finetune)
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         try:

@@ -20,8 +20,10 @@ down-sampling level, and diffusers forwards the up-sampling sizes).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,8 +33,25 @@ from vpd_lightning.backbone.attention import (
     install_attention_capture,
     remove_attention_capture,
 )
+from vpd_lightning.backbone.finetune import apply_finetune, normalize_finetune
 
-__all__ = ["ATTENTION_LEVELS", "DiffusionBackbone"]
+__all__ = ["ATTENTION_LEVELS", "FROZEN_DTYPES", "DiffusionBackbone", "resolve_dtype"]
+
+#: ``backbone.frozen_dtype`` values: the storage type of every frozen backbone weight.
+FROZEN_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(value: str | torch.dtype | None, option: str = "backbone.frozen_dtype") -> torch.dtype | None:
+    """``"bf16"``/``"bfloat16"``/``torch.bfloat16`` -> ``torch.bfloat16`` (``None`` stays ``None``); a clear error
+    naming ``option`` and the valid values otherwise."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    aliases = {**FROZEN_DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    key = str(value).removeprefix("torch.").lower()
+    if key not in aliases:
+        raise ValueError(f"{option} must be one of {', '.join(FROZEN_DTYPES)} (or null); got '{value}'")
+    return aliases[key]
+
 
 #: Resolution levels (latent stride ``2**level``) whose cross-attention maps each variant uses.
 ATTENTION_LEVELS: dict[str, frozenset[int]] = {
@@ -57,12 +76,21 @@ class DiffusionBackbone(nn.Module):
         scale_latents: multiply latents by ``vae.config.scaling_factor`` (SD training convention; VPD: no).
         sample_posterior: sample the VAE posterior instead of taking its mean (VPD: mean).
         add_noise: noise the latent to ``timestep`` with the SD-1.5 DDPM schedule (VPD: no noise).
-        train_unet: fine-tune the UNet (VPD: yes); ``False`` freezes it.
+        train_unet: fine-tune the UNet (VPD: yes); ``False`` freezes it (the same as ``finetune="frozen"``).
+        finetune: which UNet parameters train: a mapping with ``mode`` (``full``, ``lora``, ``partial``,
+            ``frozen``) and that mode's options, or the mode's name; ``None``: ``full`` (see
+            :mod:`vpd_lightning.backbone.finetune`). The applied configuration is kept as ``self.finetune``.
         gradient_checkpointing: trade compute for memory in the UNet (the original ran ldm with
             ``use_checkpoint``; numerically the same features).
         attention_impl: ``"fast"`` runs every attention layer through fused SDPA except the cross-attention
             layers whose maps are used; ``"explicit"`` computes explicit softmax in every layer, as the
             original code did (slower; same outputs up to float rounding).
+        frozen_dtype: store every *frozen* weight (the VAE, the UNet parameters the ``finetune`` mode freezes,
+            e.g. the base of LoRA layers) in ``"bf16"`` or ``"fp16"`` to halve their memory; what trains keeps
+            fp32 master weights, so gradients and optimizer state stay fp32. ``None`` (VPD): everything fp32.
+            The VAE then runs in that type; a UNet holding low-precision weights runs under autocast to that
+            type (its fp32 trained weights are cast per operation, gradients reach them in fp32); features leave
+            the backbone in fp32.
     """
 
     def __init__(
@@ -79,6 +107,8 @@ class DiffusionBackbone(nn.Module):
         train_unet: bool = True,
         gradient_checkpointing: bool = False,
         attention_impl: Literal["fast", "explicit"] = "fast",
+        finetune: Mapping[str, Any] | str | None = None,
+        frozen_dtype: str | torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_LEVELS:
@@ -94,13 +124,17 @@ class DiffusionBackbone(nn.Module):
             del self.vae.decoder  # only the encoder is used
         self.vae.requires_grad_(False)
         self.vae.eval()
-        # The output head is never run: freeze it so optimizers and DDP never see it.
-        for name in ("conv_norm_out", "conv_out"):
-            module = getattr(self.unet, name, None)
-            if module is not None:
-                module.requires_grad_(False)
+        finetune = normalize_finetune(finetune)
         if not train_unet:
-            self.unet.requires_grad_(False)
+            if finetune["mode"] not in ("full", "frozen"):
+                mode = finetune["mode"]
+                raise ValueError(f"backbone.train_unet=false contradicts finetune={mode}; use finetune=frozen")
+            finetune = normalize_finetune("frozen")
+        # also freezes the never-run output head (conv_norm_out, conv_out) so optimizers and DDP never see it
+        self.finetune = apply_finetune(self.unet, **finetune)
+        self.frozen_dtype = resolve_dtype(frozen_dtype)
+        if self.frozen_dtype is not None:
+            self._cast_frozen(self.frozen_dtype)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
 
@@ -161,6 +195,25 @@ class DiffusionBackbone(nn.Module):
         unet = load_unet(source, unet_subfolder, **kwargs)
         vae = load_vae(source, vae_subfolder, **kwargs)
         return cls(unet, vae, **options)
+
+    def _cast_frozen(self, dtype: torch.dtype) -> None:
+        """Store every frozen parameter of the VAE and the UNet in ``dtype`` (trainable ones stay as they are).
+
+        Parameters are replaced in place (``param.data``), so peft's LoRA layers, hooks and processors keep
+        pointing at them; on the meta device nothing is allocated."""
+        for module in (self.vae, self.unet):
+            for param in module.parameters():
+                if not param.requires_grad and param.is_floating_point() and param.dtype != dtype:
+                    param.data = param.data.to(dtype)
+
+    @property
+    def unet_autocast_dtype(self) -> torch.dtype | None:
+        """The autocast type of the UNet forward: ``frozen_dtype`` when the UNet holds weights of that type (a
+        frozen, LoRA or partial UNet), else ``None`` (a fully trained UNet runs in its own fp32)."""
+        dtype = self.frozen_dtype
+        if dtype is None or dtype == torch.float32:
+            return None
+        return dtype if any(p.dtype == dtype for p in self.unet.parameters()) else None
 
     def _tap_modules(self) -> dict[int, nn.Module]:
         """Modules whose outputs are VPD's features, by level (0 = latent stride 1 ... 3 = stride 8)."""
@@ -316,12 +369,19 @@ class DiffusionBackbone(nn.Module):
         latents = self.encode(image)
         if self.add_noise:
             latents = self._noise(latents)
-        unet_dtype = self.unet.dtype
+        autocast_dtype = self.unet_autocast_dtype
+        unet_dtype = torch.float32 if autocast_dtype is not None else self.unet.dtype
         self.store.reset()
         self._taps = {}
-        self._unet_features(latents.to(unet_dtype), context.to(unet_dtype), context_mask)
+        cast = (
+            contextlib.nullcontext() if autocast_dtype is None else torch.autocast(latents.device.type, autocast_dtype)
+        )
+        with cast:
+            self._unet_features(latents.to(unet_dtype), context.to(unet_dtype), context_mask)
         self.store.recording = False  # gradient-checkpoint recomputation must not add maps
         features = [self._taps[level] for level in range(4)]
+        if autocast_dtype is not None:
+            features = [f.float() for f in features]
         self._taps = {}
         if self.attention_levels:
             maps = self.store.aggregate(self._sizes)
@@ -357,5 +417,7 @@ class DiffusionBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"timestep={self.timestep}, attention={self.attention}, detach_attention={self.detach_attention}, "
-            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}"
+            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}, "
+            f"finetune={self.finetune['mode']}"
+            + (f", frozen_dtype={str(self.frozen_dtype).removeprefix('torch.')}" if self.frozen_dtype else "")
         )

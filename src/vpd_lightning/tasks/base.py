@@ -10,6 +10,7 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import LightningModule
 
 from vpd_lightning.backbone import DiffusionBackbone
+from vpd_lightning.backbone.finetune import check_adapters
 
 __all__ = ["VPDTask"]
 
@@ -22,7 +23,8 @@ class VPDTask(LightningModule):
 
     - parameters under ``backbone.unet.`` get ``lr x unet_lr_mult``;
     - 1-D parameters (norms, ``gamma``) and biases get no weight decay;
-    - frozen parameters (VAE, the UNet's unused output head) are left out.
+    - frozen parameters (VAE, the UNet's unused output head, what the ``finetune`` mode freezes) are left out;
+      LoRA adapters live under ``backbone.unet.`` and so get the UNet's multiplier.
 
     Args:
         backbone: the shared :class:`DiffusionBackbone`.
@@ -115,10 +117,15 @@ class VPDTask(LightningModule):
                 checkpoint["wandb_run_id"] = logger.version
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """When a fit resumes (not when a checkpoint is only evaluated): restore the RNG states and keep the
-        training loader's position for :meth:`on_train_start`."""
-        states = checkpoint.get("rng_states")
+        """Check that the checkpoint and the model agree on LoRA adapters (any use); when a fit resumes (not
+        when a checkpoint is only evaluated): restore the RNG states and keep the training loader's position
+        for :meth:`on_train_start`."""
+        state_dict = checkpoint.get("state_dict")
         trainer = self._trainer
+        if state_dict is not None:  # before Lightning loads any weight: a LoRA/non-LoRA mismatch in one line
+            where = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+            check_adapters(state_dict.keys(), self, where or "the checkpoint")
+        states = checkpoint.get("rng_states")
         if trainer is None or trainer.state.fn != "fit":
             return
         if states is not None:

@@ -117,8 +117,15 @@ class DepthEstimationTask(VPDTask):
         return self.head(features, (h, w))
 
     @torch.no_grad()
-    def predict_depth(self, image: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
-        """VPD's test-time protocol on full images (sliding square windows + flips), ``[B, 1, H, W]``."""
+    def predict_depth(
+        self, image: torch.Tensor, class_ids: torch.Tensor, window_batch: int | None = None
+    ) -> torch.Tensor:
+        """VPD's test-time protocol on full images (sliding square windows + flips), ``[B, 1, H, W]``.
+
+        ``window_batch``: run the windows (flips included) at most this many per forward instead of all at once
+        (VPD), so that peak memory stops growing with the number of windows; the windows are independent, so
+        only the batch size of each forward changes.
+        """
         b, _, h, w = image.shape
         hp = self.hparams
         if hp.shift_window_test and w > h and hp.shift_size > 1:
@@ -128,17 +135,27 @@ class DepthEstimationTask(VPDTask):
         crops = torch.cat([image[..., s : s + win] for s in starts])  # [n*B, 3, h, win]
         ids = class_ids.repeat(len(starts))
         if hp.flip_test:
-            pred = self(torch.cat([crops, crops.flip(-1)]), torch.cat([ids, ids]))
             n = crops.shape[0]
+            pred = self._windows(torch.cat([crops, crops.flip(-1)]), torch.cat([ids, ids]), window_batch)
             pred = (pred[:n] + pred[n:].flip(-1)) / 2
         else:
-            pred = self(crops, ids)
+            pred = self._windows(crops, ids, window_batch)
         canvas = image.new_zeros(b, 1, h, w)
         count = image.new_zeros(1, 1, 1, w)
         for i, s in enumerate(starts):
             canvas[..., s : s + win] += pred[i * b : (i + 1) * b]
             count[..., s : s + win] += 1
         return canvas / count
+
+    def _windows(self, crops: torch.Tensor, ids: torch.Tensor, window_batch: int | None) -> torch.Tensor:
+        if not window_batch or window_batch >= crops.shape[0]:
+            return self(crops, ids)
+        if window_batch < 1:
+            raise ValueError(f"window_batch must be >= 1, got {window_batch}")
+        chunks = [
+            self(crops[i : i + window_batch], ids[i : i + window_batch]) for i in range(0, len(crops), window_batch)
+        ]
+        return torch.cat(chunks)
 
     # ------------------------------------------------------------------------------------------ steps
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

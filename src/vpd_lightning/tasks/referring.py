@@ -59,6 +59,8 @@ class ReferringSegmentationTask(VPDTask):
                 f"text encoder width {width} differs from the UNet's cross-attention width {backbone.context_dim}"
             )
         self.text_encoder = text_encoder.requires_grad_(False).eval()
+        if backbone.frozen_dtype is not None:  # the frozen CLIP encoder stored like the backbone's frozen weights
+            self.text_encoder.to(backbone.frozen_dtype)
         self.text_adapter = TextAdapter(backbone.context_dim)
         self.head = head(in_channels=backbone.out_channels(max_tokens))
         self.max_tokens = max_tokens
@@ -86,7 +88,8 @@ class ReferringSegmentationTask(VPDTask):
             raise ValueError(f"input_ids have {input_ids.shape[-1]} tokens, the model was built for {self.max_tokens}")
         with torch.no_grad():
             hidden = self.text_encoder(input_ids=input_ids).last_hidden_state
-        return self.text_adapter(hidden)
+        # fp32 for a trained adapter beside a half-precision frozen encoder; the adapter's own type in inference
+        return self.text_adapter(hidden.to(next(self.text_adapter.parameters()).dtype))
 
     def forward(
         self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

@@ -1,0 +1,131 @@
+"""Memory levers: half-precision frozen weights with fp32 master weights, torchao's 8-bit AdamW selected from the
+config, half-precision inference weights and windowed depth inference (tiny models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from hydra.utils import instantiate
+from tiny_config import make_cfg, tiny_task
+
+from vpd_lightning.backbone import DiffusionBackbone
+from vpd_lightning.backbone.tiny import TINY_UNET_CONFIG, TINY_VAE_CONFIG
+from vpd_lightning.predict import Predictor
+
+#: bf16 keeps 8 significant bits: each rounding is off by at most 2^-9 relative. The tiny backbone's path
+#: (VAE encoder and UNet, ~40 convolutions/linears, each output rounded once to bf16 under autocast) can add up
+#: to ~40 x 2^-9 ~ 8 % relative in the worst case; errors of independent roundings mostly cancel, so the *mean*
+#: relative error is compared with this bound.
+BF16_PATH_BOUND = 40 * 2.0**-9
+
+
+def _backbone(**options) -> DiffusionBackbone:
+    torch.manual_seed(0)
+    return DiffusionBackbone(UNet2DConditionModel(**TINY_UNET_CONFIG), AutoencoderKL(**TINY_VAE_CONFIG), **options)
+
+
+@pytest.mark.parametrize("finetune", ["full", "frozen", "partial", "lora"])
+def test_frozen_dtype_bf16_keeps_fp32_master_weights(finetune):
+    reference = _backbone(finetune=finetune)
+    backbone = _backbone(finetune=finetune, frozen_dtype="bf16")
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in reference.named_parameters() if p.requires_grad}
+    for name, param in backbone.named_parameters():
+        assert param.dtype == (torch.float32 if name in trainable else torch.bfloat16), name
+    assert all(p.dtype == torch.bfloat16 for p in backbone.vae.parameters())
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    context = torch.randn(2, 3, 32, requires_grad=True)
+    features = backbone(image, context)
+    assert [f.dtype for f in features] == [torch.float32] * 4
+    sum(f.square().mean() for f in features).backward()
+    for name, param in backbone.named_parameters():
+        if name in trainable:
+            assert param.grad is not None and param.grad.dtype == torch.float32, name
+    assert context.grad is not None and torch.isfinite(context.grad).all()
+    with torch.no_grad():
+        expected = reference(image, context)
+        got = backbone(image, context)
+    for e, g in zip(expected, got, strict=True):
+        relative = ((g - e).abs().mean() / e.abs().mean()).item()
+        assert relative < BF16_PATH_BOUND, relative
+
+
+def test_frozen_dtype_unknown_value():
+    with pytest.raises(
+        ValueError, match=r"backbone.frozen_dtype must be one of fp32, bf16, fp16 \(or null\); got 'int8'"
+    ):
+        _backbone(frozen_dtype="int8")
+
+
+def test_8bit_adamw_from_the_config_keeps_parameter_groups(tmp_path, tiny_sd_dir, nyu_root):
+    from torchao.optim import AdamW8bit
+
+    base = [*tiny_task("depth", nyu_root, tiny_sd_dir, tmp_path), "trainer=cpu"]
+    cfg32 = make_cfg(base)
+    cfg8 = make_cfg([*base, "model.optimizer._target_=torchao.optim.AdamW8bit"])
+    model = instantiate(cfg8.model, _convert_="all")
+    optimizer = model.optimizer_factory(params=model.parameter_groups())
+    assert isinstance(optimizer, AdamW8bit)
+    reference = instantiate(cfg32.model, _convert_="all").parameter_groups()
+    got = [(g["name"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups]
+    assert got == [(g["name"], g["weight_decay"], len(g["params"])) for g in reference]
+    # torchao keeps each lr as a float32 tensor: equal up to float32 rounding (2^-24 relative)
+    for g, r in zip(optimizer.param_groups, reference, strict=True):
+        assert float(g["lr"]) == pytest.approx(r["lr"], rel=2.0**-24)
+    assert {g["name"] for g in optimizer.param_groups} == {"x0.01", "x0.01_no_wd", "x1", "x1_no_wd"}
+    # the recipe's schedule drives torchao's tensor learning rates like plain floats
+    schedule = instantiate(cfg8.model.scheduler)(optimizer, total_steps=10, max_epochs=None, steps_per_epoch=None)
+    before = [float(g["lr"]) for g in optimizer.param_groups]
+    schedule.step()
+    after = [float(g["lr"]) for g in optimizer.param_groups]
+    ratios = {round(a / b, 6) for a, b in zip(after, before, strict=True)}
+    assert len(ratios) == 1 and ratios != {1.0}
+
+
+@pytest.fixture(scope="module")
+def make_depth_model(tmp_path_factory, tiny_sd_dir, nyu_root):
+    """Builds the same tiny depth model (seeded) on every call (a deep copy would share the feature hooks)."""
+    tmp = tmp_path_factory.mktemp("depth-model")
+    cfg = make_cfg([*tiny_task("depth", nyu_root, tiny_sd_dir, tmp), "trainer=cpu"])
+
+    def make():
+        torch.manual_seed(0)
+        model = instantiate(cfg.model, _convert_="all")
+        names = list(cfg.data.class_names)
+        model.vpd_config = {"task": "depth", "class_names": names, "predict": {"crop_height": 48}}
+        return model
+
+    return make
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_window_batch_gives_the_all_windows_result(make_depth_model):
+    depth_model = make_depth_model()
+    # 48x160 at crop height 48: 4 windows x 2 flips = 8 forwards of one window each instead of one of 8.
+    photo = _photo(48, 160)
+    together = Predictor(depth_model, device="cpu")(photo)
+    one_by_one = Predictor(depth_model, device="cpu", window_batch=1)(photo)
+    # same windows, only the batch size of each forward differs: fp32 kernels may sum in another order, a
+    # difference of a few units in the last place of each of the ~10^3-term sums (2^-23 x 10^3 ~ 1e-4 relative)
+    np.testing.assert_allclose(one_by_one, together, rtol=1e-4, atol=1e-4 * float(np.abs(together).max()))
+    with pytest.raises(ValueError, match="window_batch must be >= 1"):
+        Predictor(depth_model, device="cpu", window_batch=0)
+
+
+def test_bf16_inference_weights(make_depth_model):
+    photo = _photo(64, 96)
+    reference = Predictor(make_depth_model(), device="cpu")(photo)
+    predictor = Predictor(make_depth_model(), device="cpu", dtype="bf16")
+    assert {p.dtype for p in predictor.model.parameters()} == {torch.bfloat16}
+    got = predictor(photo)
+    assert got.dtype == np.float32 and got.shape == reference.shape
+    relative = float(np.abs(got - reference).mean() / np.abs(reference).mean())
+    assert relative < BF16_PATH_BOUND, relative
+    with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
+        Predictor(make_depth_model(), device="cpu", dtype="int4")
