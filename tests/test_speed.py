@@ -359,3 +359,21 @@ def test_loader_options(nyu_root):
     assert not NYUv2DataModule(nyu_root, num_workers=0).loader_options()["persistent_workers"]
     with pytest.raises(ValueError, match="data.prefetch_factor"):
         NYUv2DataModule(nyu_root, num_workers=0, prefetch_factor=2).loader_options()
+
+
+def test_fast_precision_follows_the_cpu_flags(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from vpd_lightning import config
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n")
+    assert not config.cpu_has_native_bf16(str(avx2)) and config.cpu_has_native_bf16(str(bf16))
+    assert not config.cpu_has_native_bf16(str(tmp_path / "missing"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    read = config.cpu_has_native_bf16
+    for path, expected in ((avx2, "32-true"), (bf16, "bf16-mixed")):
+        monkeypatch.setattr(config, "cpu_has_native_bf16", lambda p=path: read(str(p)))
+        assert OmegaConf.create({"p": "${vpd_fast_precision:}"}).p == expected

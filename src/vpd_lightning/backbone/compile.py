@@ -26,6 +26,9 @@ __all__ = ["COMPILE_MODES", "REPEATED_BLOCKS", "compile_repeated_blocks"]
 #: class names of the blocks that regional compilation compiles
 REPEATED_BLOCKS: tuple[str, ...] = ("BasicTransformerBlock", "ResnetBlock2D")
 
+#: compiled variants allowed per block type (distinct input/parameter shapes)
+RECOMPILE_LIMIT = 64
+
 #: ``backbone.compile`` values
 COMPILE_MODES = ("none", "regional")
 
@@ -35,6 +38,10 @@ CompileMode = Literal["none", "regional"]
 def compile_repeated_blocks(model: nn.Module, **compile_kwargs) -> int:
     """Replace the ``forward`` of every :data:`REPEATED_BLOCKS` module in ``model`` by its ``torch.compile``'d
     version (in place; parameters, state-dict keys, hooks and processors untouched). Returns how many blocks."""
+    # every instance of a block type shares one code object, hence one cache of compiled variants: one entry per
+    # distinct shape (SD-1.5 + VAE: ~20 resnet shapes), more than dynamo's default limit of 8, past which it
+    # would silently fall back to eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     count = 0
     for module in model.modules():
         if type(module).__name__ in REPEATED_BLOCKS and not getattr(module, "_vpd_compiled", False):
