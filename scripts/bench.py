@@ -1,19 +1,26 @@
 #!/usr/bin/env python
-"""Benchmark the VPD depth model (backbone + depth head): a training step and an inference forward.
+"""Benchmark the VPD depth model (backbone + depth head) under each speed option, side by side.
 
-Prints one JSON document with, for each implementation, the median time of a training step
-(forward + backward, SiLog loss) and of an inference forward (no_grad), and the peak memory (CUDA max
-allocated on a GPU, peak RSS of the process on CPU):
+For every configuration (one process each, so peak memory figures do not mix) it measures:
 
-- ``ours``: the default backbone (SDPA in every attention layer except the cross-attention layers whose maps
-  are used, which compute explicit probabilities);
-- ``baseline``: explicit softmax attention in every layer, as the original VPD code computes it.
+- ``train_step``: forward + SiLog loss + backward, median over ``--repeats``;
+- ``inference``: one forward without gradients;
+- ``eval_image``: one full ``--eval-size`` image (NYUv2: 480x640) by the paper's test protocol
+  (``predict_depth``: two shifted square windows, each with its horizontal flip, as one batch of four);
+- ``compile_s``: for compiled configurations, the extra time of the first call of each phase over its median
+  (the compilation), reported apart from the step times;
+- peak memory (CUDA max allocated on a GPU, peak RSS of the process on a CPU);
+- achieved TFLOP/s and the model-FLOP utilisation (MFU) against the device's peak where known. FLOPs are the
+  model's, counted once with ``torch.utils.flop_counter.FlopCounterMode`` on a meta-device copy (matmuls,
+  convolutions and attention; the same count for every configuration, so MFU compares like with like).
 
-Each implementation runs in its own process so peak memory figures do not mix. Random weights; the UNet is the
-tiny test configuration or the full SD-1.5 one (859.5 M parameters).
+Configurations: ``baseline`` (explicit softmax in every attention layer, fp32, eager: the original VPD's cost
+model) and ``ours`` for every ``--precision`` x ``--compile`` combination. The report names the CPU (model and
+vector flags: AVX-512, native bf16 or AVX2 only) or the GPU, and the ratio of every configuration's times to the
+baseline's. Random weights; the UNet is the tiny test configuration or the full SD-1.5 one (859.5 M parameters).
 
-    python scripts/bench.py                                   # tiny UNet, 128 px
-    python scripts/bench.py --unet sd15 --size 512 --repeats 3  # SD-1.5-shaped, 512x512
+    python scripts/bench.py                                                  # tiny UNet, 128 px, fp32 vs bf16
+    python scripts/bench.py --unet sd15 --size 512 --repeats 3 --compile none regional   # SD-1.5, 512x512
 
 Memory per fine-tuning mode and memory lever (and of prediction on a 12 MP photo): scripts/bench_memory.py.
 """
@@ -30,8 +37,86 @@ import subprocess
 import sys
 import time
 
+#: dense peak TFLOP/s of GPUs by name fragment: (bf16, fp32 non-tensor-core); SXM figures where there are two
+GPU_PEAK_TFLOPS = {
+    "H200": (989.0, 67.0),
+    "H100": (989.0, 67.0),
+    "A100": (312.0, 19.5),
+    "L40S": (362.0, 91.6),
+    "L4": (121.0, 30.3),
+    "A10": (125.0, 31.2),
+    "RTX 4090": (165.0, 82.6),
+}
 
-def _measure(args: argparse.Namespace) -> dict:
+
+# ----------------------------------------------------------------------------------------------------- device
+def cpu_info() -> dict:
+    """CPU model, the vector flags that matter for speed, cores, clock and the derived peak.
+
+    Peak FLOP/s = cores x clock x FLOP per cycle per core. FLOP per cycle: two 256-bit FMA pipes on AMD Zen 4
+    (AVX-512 is executed as 2 x 256 bit) and on AVX2 cores = 2 x 8 fp32 lanes x 2 (multiply + add) = 32 fp32;
+    cores with two full 512-bit FMA units (Intel server cores, Zen 5) = 64. bf16 with ``avx512_bf16``
+    (``VDPBF16PS``: two bf16 products summed into each fp32 lane) doubles that, AMX-BF16 is not modelled
+    (peak unknown, reported as null). Without native bf16, bf16 math is converted to fp32: the fp32 peak.
+    """
+    flags: set[str] = set()
+    model, mhz, family = platform.processor() or "cpu", None, None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "flags" and not flags:
+                    flags = set(value.split())
+                elif key == "model name":
+                    model = value
+                elif key == "cpu MHz" and mhz is None:
+                    mhz = float(value)
+                elif key == "cpu family" and family is None:
+                    family = int(value)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    vector = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "avx_vnni"))
+    native_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    if "avx512f" in flags:
+        # AMD before Zen 5 (family 0x19) double-pumps 256-bit units; others have two 512-bit FMA units
+        fp32_per_cycle = 32 if ("AMD" in model and family == 0x19) else 64
+    elif "avx2" in flags and "fma" in flags:
+        fp32_per_cycle = 32
+    else:
+        fp32_per_cycle = None
+    peak = {}
+    if fp32_per_cycle and mhz:
+        peak["fp32"] = cores * mhz * 1e6 * fp32_per_cycle / 1e12
+        peak["bf16"] = peak["fp32"] * (2 if "avx512_bf16" in flags else 1) if "amx_bf16" not in flags else None
+    return {
+        "cpu_model": model,
+        "cpu_family": family,
+        "cores": cores,
+        "mhz": mhz,
+        "vector_flags": vector,
+        "native_bf16": native_bf16,
+        "kind": "AVX-512 + native bf16" if native_bf16 else ("AVX-512" if "avx512f" in flags else "AVX2 only"),
+        "fp32_flop_per_cycle_per_core": fp32_per_cycle,
+        "peak_tflops": peak,
+        "peak_derivation": (
+            f"{cores} cores x {mhz} MHz x {fp32_per_cycle} fp32 FLOP/cycle (x2 for bf16 with avx512_bf16)"
+            if fp32_per_cycle and mhz
+            else "unknown"
+        ),
+    }
+
+
+def gpu_peak(name: str, precision: str) -> float | None:
+    for fragment, (bf16, fp32) in GPU_PEAK_TFLOPS.items():
+        if fragment in name:
+            return bf16 if precision == "bf16" else fp32
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ model
+def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
     import functools
 
     import torch
@@ -42,103 +127,223 @@ def _measure(args: argparse.Namespace) -> dict:
     from vpd_lightning.heads import VPDDepthHead
     from vpd_lightning.tasks import DepthEstimationTask
 
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(0)
-    unet_cfg = sd15_unet_config() if args.unet == "sd15" else dict(TINY_UNET_CONFIG)
-    vae_cfg = dict(TINY_VAE_CONFIG)
-    if args.vae == "sd15":
-        vae_cfg.update(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
-    backbone = DiffusionBackbone(
-        UNet2DConditionModel(**unet_cfg),
-        AutoencoderKL(**vae_cfg),
-        attention=args.attention,
-        attention_impl="explicit" if args.impl == "baseline" else "fast",
-    )
-    head = (
-        functools.partial(VPDDepthHead)
-        if args.unet == "sd15"
-        else functools.partial(VPDDepthHead, fusion_channels=128, head_channels=32)
-    )
-    model = DepthEstimationTask(
-        backbone, head, torch.randn(27, backbone.context_dim), functools.partial(torch.optim.AdamW, lr=1e-4)
-    ).to(device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
+    with torch.device(device):
+        unet_cfg = sd15_unet_config() if args.unet == "sd15" else dict(TINY_UNET_CONFIG)
+        vae_cfg = dict(TINY_VAE_CONFIG)
+        if args.vae == "sd15":
+            vae_cfg.update(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
+        backbone = DiffusionBackbone(
+            UNet2DConditionModel(**unet_cfg),
+            AutoencoderKL(**vae_cfg),
+            attention=args.attention,
+            attention_impl="explicit" if impl == "baseline" else "fast",
+            compile=compile_mode,
+        )
+        head = (
+            functools.partial(VPDDepthHead)
+            if args.unet == "sd15"
+            else functools.partial(VPDDepthHead, fusion_channels=128, head_channels=32)
+        )
+        model = DepthEstimationTask(
+            backbone, head, torch.randn(27, backbone.context_dim), functools.partial(torch.optim.AdamW, lr=1e-4)
+        )
+    return model
+
+
+def eval_size(args) -> tuple[int, int]:
+    h, w = (int(v) for v in args.eval_size.lower().split("x"))
+    return h, w
+
+
+def count_flops(args: argparse.Namespace) -> dict:
+    """Model FLOPs of a training step, an inference forward and a paper-protocol evaluation, on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(args, "meta", "ours", "none")
+    image = torch.rand(args.batch, 3, args.size, args.size, device="meta")
+    ids = torch.zeros(args.batch, dtype=torch.long, device="meta")
+    out = {}
+    with FlopCounterMode(display=False) as counter:
+        model(image, ids).sum().backward()
+    out["train_step"] = counter.get_total_flops()
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image, ids)
+    out["inference"] = counter.get_total_flops()
+    h, w = eval_size(args)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.predict_depth(torch.rand(1, 3, h, w, device="meta"), ids[:1])
+    out["eval_image"] = counter.get_total_flops()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- measure
+def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: str) -> dict:
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    model = build_model(args, "cpu", impl, compile_mode).to(device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     image = torch.rand(args.batch, 3, args.size, args.size, device=device)
     depth = torch.rand(args.batch, 1, args.size, args.size, device=device) * 9 + 0.5
     ids = torch.zeros(args.batch, dtype=torch.long, device=device)
+    h, w = eval_size(args)
+    test_image = torch.rand(1, 3, h, w, device=device)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     def train_step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = model.criterion(model(image, ids).float(), depth)
+        with autocast():
+            loss = model.criterion(model(image, ids), depth)
         loss.backward()
         model.zero_grad(set_to_none=True)
 
     def infer():
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        with torch.no_grad(), autocast():
             model(image, ids)
 
-    results = {}
-    for name, fn in (("train_step", train_step), ("inference", infer)):
+    def evaluate():
+        with autocast():
+            model.predict_depth(test_image, ids[:1])
+
+    results: dict = {"impl": impl, "precision": precision, "compile": compile_mode}
+    compile_s = 0.0
+    phases = [("train_step", train_step), ("inference", infer)]
+    if not args.skip_eval:
+        phases.append(("eval_image", evaluate))
+    for name, fn in phases:
         model.train(name == "train_step")
-        fn()  # warm-up
+        start = time.perf_counter()
+        fn()  # warm-up (and compilation)
         sync()
+        first = time.perf_counter() - start
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
             fn()
             sync()
             times.append(time.perf_counter() - start)
-        results[f"{name}_median_s"] = round(statistics.median(times), 4)
+        median = statistics.median(times)
+        results[f"{name}_s"] = round(median, 4)
         results[f"{name}_times_s"] = [round(t, 4) for t in times]
+        results[f"{name}_first_s"] = round(first, 4)
+        compile_s += max(first - median, 0.0)
+    results["compile_s"] = round(compile_s, 2) if compile_mode != "none" else 0.0
     if device.type == "cuda":
         results["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         results["memory_kind"] = "cuda_max_allocated"
+        results["device"] = torch.cuda.get_device_name()
     else:
         results["peak_memory_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
         results["memory_kind"] = "peak_rss_process"
-    results["device"] = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
-    results["unet_params_m"] = round(sum(p.numel() for p in backbone.unet.parameters()) / 1e6, 1)
+        results["device"] = "cpu"
+        results["threads"] = torch.get_num_threads()
+    results["unet_params_m"] = round(sum(p.numel() for p in model.backbone.unet.parameters()) / 1e6, 1)
     return results
+
+
+# ------------------------------------------------------------------------------------------------------- main
+def configurations(args) -> list[tuple[str, str, str]]:
+    configs = [("baseline", "fp32", "none")]
+    configs += [("ours", p, c) for p in args.precision for c in args.compile]
+    return configs
+
+
+def label(impl: str, precision: str, compile_mode: str) -> str:
+    return "baseline" if impl == "baseline" else f"{precision}" + ("" if compile_mode == "none" else f"+{compile_mode}")
+
+
+def add_rates(report: dict, flops: dict, cpu: dict) -> None:
+    """TFLOP/s, MFU and the ratios to the baseline, in place."""
+    base = report["configs"]["baseline"]
+    for row in report["configs"].values():
+        if row["device"] == "cpu":
+            peak = cpu["peak_tflops"].get(row["precision"])
+        else:
+            peak = gpu_peak(row["device"], row["precision"])
+        row["peak_tflops"] = round(peak, 4) if peak else None
+        for phase, count in flops.items():
+            if f"{phase}_s" not in row:
+                continue
+            tflops = count / row[f"{phase}_s"] / 1e12
+            row[f"{phase}_tflops"] = round(tflops, 4)
+            row[f"{phase}_mfu"] = round(tflops / peak, 4) if peak else None
+            row[f"{phase}_vs_baseline"] = round(row[f"{phase}_s"] / base[f"{phase}_s"], 3)
+
+
+def print_table(report: dict) -> None:
+    phases = [p for p in ("train_step", "inference", "eval_image") if f"{p}_s" in report["configs"]["baseline"]]
+    header = ["config"] + [f"{p} s (x base, TFLOP/s, MFU)" for p in phases] + ["compile s", "peak GiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in report["configs"].items():
+        cells = [name]
+        for p in phases:
+            mfu = row.get(f"{p}_mfu")
+            mfu = f"{100 * mfu:.0f} %" if mfu is not None else "n/a"
+            cells.append(f"{row[f'{p}_s']:.3f} (x{row[f'{p}_vs_baseline']:.2f}, {row[f'{p}_tflops']:.3f}, {mfu})")
+        cells += [f"{row['compile_s']:.1f}", f"{row['peak_memory_gib']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unet", choices=["tiny", "sd15"], default="tiny")
     parser.add_argument("--vae", choices=["tiny", "sd15"], default=None, help="default: same as --unet")
-    parser.add_argument("--size", type=int, default=128, help="square image side (multiple of 8)")
+    parser.add_argument("--size", type=int, default=128, help="square training/inference image side (multiple of 8)")
+    parser.add_argument("--eval-size", default="480x640", help="HxW of the paper-protocol evaluation image")
+    parser.add_argument("--skip-eval", action="store_true", help="no paper-protocol evaluation")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", choices=["a32", "a64", "none"], default="none", help="VPD depth: none")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--compile", nargs="+", choices=["none", "regional"], default=["none"])
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--impl", choices=["ours", "baseline"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.vae = args.vae or args.unet
-    if args.impl is not None:  # child process: measure one implementation
+    if args.child is not None:  # child process: measure one configuration
         import torch
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(json.dumps(_measure(args)))
+        print(json.dumps(measure(args, *args.child.split(","))))
         return
-    report = {"config": {k: v for k, v in vars(args).items() if k != "impl"}}
+    config = {k: v for k, v in vars(args).items() if k != "child"}
+    report = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]), "config": config}
+    report["cpu"] = cpu = cpu_info()
+    report["flops"] = flops = count_flops(args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    for impl in ("ours", "baseline"):
+    report["configs"] = {}
+    for impl, precision, compile_mode in configurations(args):
+        name = label(impl, precision, compile_mode)
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:], "--impl", impl], capture_output=True, text=True, env=env
+            [sys.executable, __file__, *sys.argv[1:], "--child", f"{impl},{precision},{compile_mode}"],
+            capture_output=True,
+            text=True,
+            env=env,
         )
         if out.returncode != 0:
-            raise SystemExit(f"{impl} run failed:\n{out.stderr[-4000:]}")
-        report[impl] = json.loads(out.stdout.strip().splitlines()[-1])
-    ours, base = report["ours"], report["baseline"]
-    report["speedup_train_step"] = round(base["train_step_median_s"] / ours["train_step_median_s"], 3)
-    report["speedup_inference"] = round(base["inference_median_s"] / ours["inference_median_s"], 3)
-    report["memory_ratio_ours_over_baseline"] = round(ours["peak_memory_gib"] / base["peak_memory_gib"], 3)
+            raise SystemExit(f"{name} run failed:\n{out.stderr[-4000:]}")
+        report["configs"][name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"[bench] {name}: {json.dumps(report['configs'][name])}", file=sys.stderr, flush=True)
+    add_rates(report, flops, cpu)
+    ours = {k: v for k, v in report["configs"].items() if k != "baseline"}
+    if ours:
+        for phase in ("train_step", "inference", "eval_image"):
+            if f"{phase}_s" in report["configs"]["baseline"]:
+                best = min(ours, key=lambda k: ours[k][f"{phase}_s"])
+                report[f"fastest_{phase}"] = {"config": best, "vs_baseline": ours[best][f"{phase}_vs_baseline"]}
+    print_table(report)
     print(json.dumps(report, indent=1))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__all__ = ["CONFIG_DIR", "job_overrides", "register_resolvers"]
+__all__ = ["CONFIG_DIR", "cpu_has_native_bf16", "job_overrides", "register_resolvers"]
 
 #: Absolute path of the repository's ``conf/`` folder (works for ``python -m``, imports and console scripts).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -121,6 +121,27 @@ def _direction(mode: str) -> str:
     return directions[mode]
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among its flags)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _fast_precision() -> str:
+    """``${vpd_fast_precision:}``: ``bf16-mixed`` where bf16 is fast (a CUDA GPU with bf16, a CPU with native bf16),
+    else ``32-true``. Without native bf16 a CPU converts every bf16 operand to fp32 and back: autocast then adds
+    conversions and saves no arithmetic."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
@@ -130,6 +151,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("vpd_run_group", _run_group)
     if not OmegaConf.has_resolver("vpd_direction"):
         OmegaConf.register_new_resolver("vpd_direction", _direction)
+    if not OmegaConf.has_resolver("vpd_fast_precision"):
+        OmegaConf.register_new_resolver("vpd_fast_precision", _fast_precision)
     if not OmegaConf.has_resolver("vpd_run_name"):
         OmegaConf.register_new_resolver("vpd_run_name", _run_name)
 

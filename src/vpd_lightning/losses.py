@@ -28,6 +28,12 @@ class SiLogLoss(nn.Module):
         self.sync = sync
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # the logs and the variance are computed in fp32 even under bf16 autocast: mean(d^2) - lambd * mean(d)^2
+        # subtracts two close numbers, which bf16's 8 mantissa bits would round to noise
+        with torch.autocast(pred.device.type, enabled=False):
+            return self._loss(pred.float(), target.float())
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = (target > 0).detach()
         if self.sync and self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             return self._global(pred, target, valid)
@@ -47,4 +53,4 @@ class SiLogLoss(nn.Module):
         total = all_reduce(sums + pred.sum() * 0.0)
         n = total[2].clamp_min(1.0)
         mean, mean_sq = total[0] / n, total[1] / n
-        return torch.sqrt(mean_sq - self.lambd * mean * mean).to(pred.dtype)
+        return torch.sqrt(mean_sq - self.lambd * mean * mean).float()

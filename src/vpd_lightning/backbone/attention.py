@@ -70,8 +70,12 @@ class CrossAttentionStore:
         self.self_maps = []
         self.recording = True
 
+    @torch.compiler.disable
     def add(self, level: int, probs: torch.Tensor, cross: bool = True) -> None:
-        """Record one head-averaged map; self-attention maps are only held (baseline memory model)."""
+        """Record one head-averaged map; self-attention maps are only held (baseline memory model).
+
+        Never compiled (regional compilation): the store's lists change every forward and must not become guards.
+        """
         if self.recording:
             if cross:
                 self.maps[level].append(probs)
@@ -157,7 +161,9 @@ class CaptureAttnProcessor:
         scores = torch.matmul(query, key.transpose(-1, -2)) * attn.scale
         if attention_mask is not None:
             scores = scores + attention_mask
-        probs = scores.softmax(dim=-1)  # [B, heads, Q, K]
+        # softmax in fp32 even under bf16 autocast: the maps are features of the head, and CPU autocast would
+        # otherwise normalise bf16 scores (8 mantissa bits) over up to 77 tokens (no-op in fp32)
+        probs = scores.float().softmax(dim=-1)  # [B, heads, Q, K]
         if self.store is not None and self.level is not None and (is_cross or self.keep_self):
             self.store.add(self.level, probs.mean(dim=1), cross=is_cross)
         hidden_states = torch.matmul(probs.to(value.dtype), value)

@@ -33,6 +33,7 @@ from vpd_lightning.backbone.attention import (
     install_attention_capture,
     remove_attention_capture,
 )
+from vpd_lightning.backbone.compile import COMPILE_MODES, CompileMode, compile_repeated_blocks
 from vpd_lightning.backbone.finetune import apply_finetune, normalize_finetune
 
 __all__ = ["ATTENTION_LEVELS", "FROZEN_DTYPES", "DiffusionBackbone", "resolve_dtype"]
@@ -91,6 +92,11 @@ class DiffusionBackbone(nn.Module):
             The VAE then runs in that type; a UNet holding low-precision weights runs under autocast to that
             type (its fp32 trained weights are cast per operation, gradients reach them in fp32); features leave
             the backbone in fp32.
+        compile: ``"regional"`` compiles the repeated transformer and resnet blocks of the UNet and the VAE encoder
+            with ``torch.compile`` (see :mod:`vpd_lightning.backbone.compile`; the first forward of each new input
+            shape pays the compilation); ``"none"`` (default) runs eagerly.
+        compile_options: keyword arguments of ``torch.compile`` for ``compile="regional"`` (e.g. ``mode``,
+            ``backend``, ``dynamic``).
     """
 
     def __init__(
@@ -109,12 +115,16 @@ class DiffusionBackbone(nn.Module):
         attention_impl: Literal["fast", "explicit"] = "fast",
         finetune: Mapping[str, Any] | str | None = None,
         frozen_dtype: str | torch.dtype | None = None,
+        compile: CompileMode = "none",
+        compile_options: dict | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_LEVELS:
             raise ValueError(f"backbone.attention must be one of {sorted(ATTENTION_LEVELS)}, got '{attention}'")
         if attention_impl not in ("fast", "explicit"):
             raise ValueError(f"backbone.attention_impl must be 'fast' or 'explicit', got '{attention_impl}'")
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"backbone.compile must be one of {list(COMPILE_MODES)}, got '{compile}'")
         if not 0 <= int(timestep) < 1000:
             raise ValueError(f"backbone.timestep must be in [0, 1000), got {timestep}")
         self._check_topology(unet)
@@ -154,6 +164,11 @@ class DiffusionBackbone(nn.Module):
         self.record_attention = False
         self.last_attention: dict[int, torch.Tensor] = {}
         self.install()
+        self.compile_mode = compile
+        if compile == "regional":
+            options = dict(compile_options or {})
+            compile_repeated_blocks(self.unet, **options)
+            compile_repeated_blocks(self.vae.encoder, **options)
         self.train()  # from_pretrained leaves modules in eval mode; the frozen VAE stays there
 
     # ------------------------------------------------------------------------------------------------ setup
@@ -417,7 +432,7 @@ class DiffusionBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"timestep={self.timestep}, attention={self.attention}, detach_attention={self.detach_attention}, "
-            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}, "
+            f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}, compile={self.compile_mode}, "
             f"finetune={self.finetune['mode']}"
             + (f", frozen_dtype={str(self.frozen_dtype).removeprefix('torch.')}" if self.frozen_dtype else "")
         )

@@ -194,6 +194,8 @@ class ADE20KDataModule(VPDDataModule):
         image_dirs: dict[str, str] | None = None,
         label_dirs: dict[str, str] | None = None,
         pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         sample_seeding: bool = False,
     ) -> None:
         super().__init__()

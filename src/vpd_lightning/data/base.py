@@ -14,9 +14,10 @@ __all__ = ["VPDDataModule"]
 class VPDDataModule(LightningDataModule):
     """Base of the data modules: subclasses build ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
 
-    Reads ``batch_size``, ``num_workers``, ``pin_memory`` and (optionally) ``eval_batch_size`` and
-    ``sample_seeding`` from ``self.hparams``. Training shuffles and drops the last incomplete batch; evaluation
-    does neither. Loaders come from :mod:`vpd_lightning.data.sampling` (process split, mid-epoch resume).
+    Reads ``batch_size``, ``num_workers``, ``pin_memory`` and (optionally) ``persistent_workers``,
+    ``prefetch_factor``, ``eval_batch_size`` and ``sample_seeding`` from ``self.hparams``. Training shuffles and
+    drops the last incomplete batch; evaluation does neither. Loaders come from :mod:`vpd_lightning.data.sampling`
+    (process split, mid-epoch resume).
     """
 
     train_set: Dataset | None = None
@@ -44,19 +45,36 @@ class VPDDataModule(LightningDataModule):
             num_replicas=world,
             rank=rank,
         )
-        workers = self.hparams.num_workers
         return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=shuffle,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
+            **self.loader_options(),
             # its own generator: creating an iterator draws a worker base seed, which must not move the
             # global RNG (the augmentations' stream) differently in a resumed run
             generator=torch.Generator().manual_seed(seed + rank),
         )
+
+    def loader_options(self) -> dict:
+        """Worker settings of every loader, from ``num_workers``, ``pin_memory``, ``persistent_workers`` and
+        ``prefetch_factor``: workers decode and augment the next batches while the model computes (visible as
+        ``train/data_wait_s`` near zero); pinned memory only where CUDA is there to copy from it."""
+        hp = self.hparams
+        workers = int(hp.num_workers)
+        if workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {workers}")
+        prefetch = hp.get("prefetch_factor")
+        if prefetch is not None and (workers == 0 or int(prefetch) < 1):
+            raise ValueError(f"data.prefetch_factor must be null or >= 1 with data.num_workers > 0, got {prefetch}")
+        options = {
+            "num_workers": workers,
+            "pin_memory": bool(hp.get("pin_memory", True)) and torch.cuda.is_available(),
+            "persistent_workers": bool(hp.get("persistent_workers", True)) and workers > 0,
+        }
+        if prefetch is not None:
+            options["prefetch_factor"] = int(prefetch)
+        return options
 
     def state_dict(self) -> dict:
         """Saved in checkpoints: dataset counters that shape the augmentation (NYUv2's every-4th CutDepth)."""

@@ -239,6 +239,8 @@ class NYUv2DataModule(VPDDataModule):
         cutdepth_mode: str = "reference",
         photometric: bool = True,
         pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         sample_seeding: bool = False,
     ) -> None:
         super().__init__()

@@ -509,7 +509,7 @@ class RefCOCODataModule(VPDDataModule):
         image_size: side of the square inputs (VPD: 512).
         train_split, val_split, test_split: split names.
         batch_size: training batch size; eval_batch_size: validation/test batch size.
-        num_workers, pin_memory: DataLoader settings.
+        num_workers, pin_memory, persistent_workers, prefetch_factor: DataLoader settings (see VPDDataModule).
         sample_seeding: seed each training sample by (seed, epoch, index) (see :mod:`vpd_lightning.data.sampling`).
         overlap_quirk: REFER's polygon-overlap rule (see :func:`decode_mask`).
     """
@@ -530,6 +530,8 @@ class RefCOCODataModule(VPDDataModule):
         num_workers: int = 8,
         overlap_quirk: bool = True,
         pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         sample_seeding: bool = False,
     ) -> None:
         super().__init__()

@@ -130,5 +130,6 @@ class VPDDepthHead(nn.Module):
         stride = self.total_stride
         x = x[..., : math.ceil(h / stride), : math.ceil(w / stride)]
         depth = self.last_layer_depth(self.decoder(x))
-        depth = torch.sigmoid(depth[..., :h, :w]) * self.max_depth
+        # the output in fp32 even under bf16 autocast: bf16 would quantise 10 m to steps of 4 cm
+        depth = torch.sigmoid(depth[..., :h, :w].float()) * self.max_depth
         return depth
