@@ -78,7 +78,7 @@ def test_printed_command_composes_the_demo_config(task, tmp_path, monkeypatch, c
 
     assert plain(again) == plain(used)
     assert again.hydra.run.dir == used.hydra.run.dir == str(out)
-    assert used.paths.cache_dir == str(data / "demo" / "cache")  # the demo's tiny model, not ~/.cache
+    assert used.paths.cache_dir == str(demo.cache_dir(data, task))  # the demo's tiny model, not ~/.cache
     assert used.trainer.max_epochs == 2
     # not a terminal (captured): one line per epoch instead of a progress bar
     assert used.trainer.enable_progress_bar is False and "epoch_line" in used.callbacks
@@ -114,7 +114,7 @@ def test_referring_demo_counts_and_tokens(refer_root, tmp_path):
     for split, ids in per_split.items():
         sentences = sum(len(r["sentences"]) for r in data.refs if r["split"] == split)
         assert f"{split} {len(ids)} ({sentences} sentences)" in counts
-    tokenizer = _write_tokenizer(tmp_path, demo.TINY_SD["tokenizer"])
+    tokenizer = _write_tokenizer(tmp_path, demo.TINY_SD["referring"]["tokenizer"])
     budget = OmegaConf.load(REPO / "conf" / "experiment" / "demo_referring.yaml").data.max_tokens
     lengths = {len(tokenizer(s["sent"]).input_ids) for r in data.refs for s in r["sentences"]}
     assert max(lengths) <= budget

@@ -405,3 +405,13 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_pat
     stale[1].write_bytes(b"partial")
     AtomicCheckpointIO().save_checkpoint({"step": 1}, folder / "last.ckpt")
     assert not stale[1].exists() and live[0].exists()
+
+
+def test_run_folder_cleanup_ignores_a_composed_config_without_a_run():
+    """A HydraConfig set by the Compose API (tests, notebooks) has no runtime output folder: nothing to remove."""
+    from tiny_config import make_cfg
+
+    from vpd_lightning.utils.errors import remove_empty_run_folder
+
+    make_cfg(["task=depth"])
+    assert remove_empty_run_folder() is None

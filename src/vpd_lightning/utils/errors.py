@@ -131,7 +131,12 @@ def remove_empty_run_folder() -> Path | None:
     subdir = hydra_cfg.get("output_subdir")
     if hydra_cfg.get("mode") == RunMode.MULTIRUN or not subdir:
         return None
-    folder = Path(hydra_cfg.runtime.output_dir).resolve()
+    from omegaconf import OmegaConf
+
+    output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None, throw_on_missing=False)
+    if not output_dir or output_dir == "???":  # a config composed without a run (tests, the Compose API)
+        return None
+    folder = Path(output_dir).resolve()
     cwd = Path.cwd().resolve()
     if folder == cwd or folder in cwd.parents or not (folder / subdir).is_dir():
         return None
