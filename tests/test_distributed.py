@@ -204,7 +204,8 @@ def test_silog_sync_is_the_plain_loss_in_one_process_and_cutdepth_schedule_is_ch
         NYUv2Dataset(nyu_root, "train", cutdepth_schedule="sometimes")
 
 
-@pytest.mark.parametrize("finetune", ["full", "lora"])
+# lora under FSDP: only with `make test-full` (test_finetune covers lora under DDP in the default suite)
+@pytest.mark.parametrize("finetune", ["full", pytest.param("lora", marks=pytest.mark.slow)])
 def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(finetune, nyu_root, tiny_sd_dir, tmp_path):
     """trainer=fsdp's wrapping (one unit per UNet block, frozen VAE, forward hooks, attention processors; with
     finetune=lora, peft-wrapped projections and a frozen base in every unit) on 2 CPU processes through a
