@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -59,23 +58,10 @@ def cpu_info() -> dict:
     (``VDPBF16PS``: two bf16 products summed into each fp32 lane) doubles that, AMX-BF16 is not modelled
     (peak unknown, reported as null). Without native bf16, bf16 math is converted to fp32: the fp32 peak.
     """
-    flags: set[str] = set()
-    model, mhz, family = platform.processor() or "cpu", None, None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "flags" and not flags:
-                    flags = set(value.split())
-                elif key == "model name":
-                    model = value
-                elif key == "cpu MHz" and mhz is None:
-                    mhz = float(value)
-                elif key == "cpu family" and family is None:
-                    family = int(value)
-    except OSError:
-        pass
+    from vpd_lightning.utils.cpu import cpu_info as read_cpuinfo
+
+    info = read_cpuinfo()
+    flags, model, mhz, family = info["flags"], info["model"], info["mhz"], info["family"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     vector = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "avx_vnni"))
     native_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags

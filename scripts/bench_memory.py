@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -52,29 +51,18 @@ CONFIGS: dict[str, list[str]] = {
 }
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _cpu_model() -> str:
+    from vpd_lightning.utils.cpu import cpu_info
+
+    return cpu_info()["model"]
 
 
 def cpu_flags() -> str:
     """The vector extensions that decide CPU kernels (AVX-512 vs AVX2 changes speed and float rounding)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    keep = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma")
-                    return " ".join(f for f in keep if f in flags)
-    except OSError:
-        pass
-    return ""
+    from vpd_lightning.utils.cpu import cpu_info
+
+    flags = cpu_info()["flags"]
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma") if f in flags)
 
 
 def _compose(overrides: list[str]):
@@ -254,7 +242,7 @@ def main() -> None:
     names = [f"predict:{d}" for d in args.dtypes] if args.predict else args.configs
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else cpu_model()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else _cpu_model()
     report = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "device": device,

@@ -123,11 +123,9 @@ def _direction(mode: str) -> str:
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among its flags)."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
+    from vpd_lightning.utils.cpu import cpu_info
+
+    flags = cpu_info(cpuinfo)["flags"]
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
