@@ -129,3 +129,78 @@ def test_bf16_inference_weights(make_depth_model):
     assert relative < BF16_PATH_BOUND, relative
     with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
         Predictor(make_depth_model(), device="cpu", dtype="int4")
+
+
+def test_fp16_mixed_precision_scales_the_loss_and_skips_overflowing_steps():
+    """``trainer.precision=16-mixed``: fp16 autocast with a GradScaler. The loss is multiplied by the scale before
+    the backward, the gradients are unscaled before AdamW, and a step whose gradients overflow is skipped (weights
+    unchanged) while the scale halves, as on a GPU (torch's GradScaler runs on the CPU too)."""
+    import functools
+
+    import lightning as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from torch import nn
+
+    from vpd_lightning.heads import VPDDepthHead
+    from vpd_lightning.tasks import DepthEstimationTask
+
+    torch.manual_seed(0)
+    task = DepthEstimationTask(
+        _backbone(finetune="full"),
+        functools.partial(VPDDepthHead, fusion_channels=16, head_channels=8),
+        torch.randn(3, 32),
+        functools.partial(torch.optim.AdamW, lr=1e-3),
+    )
+    batch = {
+        "image": torch.rand(2, 3, 32, 32),
+        "depth": torch.rand(2, 1, 32, 32) * 5 + 1,
+        "class_id": torch.tensor([0, 2]),
+    }
+    probe = task.head.parameters().__next__()
+    seen: list[dict] = []
+    dtypes: list[torch.dtype] = []
+    task.backbone.unet.conv_in.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+
+    class Watch(L.Callback):
+        def on_train_batch_start(self, trainer, module, b, batch_idx):
+            self.before = probe.detach().clone()
+            self.handle = None
+            if batch_idx == 1:  # one overflowing step: an inf in one gradient
+                self.handle = probe.register_hook(lambda g: g * float("inf"))
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            # Lightning calls this after the backward and the scaler's unscale_: gradients are back at loss scale 1
+            seen.append({"scale": trainer.precision_plugin.scaler.get_scale()})
+
+        def on_train_batch_end(self, trainer, module, outputs, b, batch_idx):
+            if self.handle is not None:
+                self.handle.remove()
+            seen[-1]["changed"] = not torch.equal(self.before, probe.detach())
+            seen[-1]["loss"] = float(outputs["loss"])
+            seen[-1]["next_scale"] = trainer.precision_plugin.scaler.get_scale()
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        # Lightning turns precision="16-mixed" into bf16 on a CPU; the plugin it builds on a GPU, given directly
+        plugins=[MixedPrecision("16-mixed", "cpu")],
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+    )
+    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([batch] * 3, batch_size=None))
+    scaler = trainer.precision_plugin.scaler
+    assert isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled()
+    assert dtypes == [torch.float16] * 3  # the UNet ran under fp16 autocast
+    assert len(seen) == 3 and all(np.isfinite(s["loss"]) for s in seen)
+    assert seen[0]["changed"] and seen[2]["changed"]  # ordinary steps update the weights
+    assert not seen[1]["changed"]  # the overflowing step is skipped ...
+    assert seen[1]["next_scale"] == seen[1]["scale"] * scaler.get_backoff_factor()  # ... and the scale backs off
+    assert seen[0]["next_scale"] == seen[0]["scale"]  # growth only after growth_interval (2000) good steps
+    assert all(
+        isinstance(m.weight, nn.Parameter) and m.weight.dtype == torch.float32
+        for m in task.head.modules()
+        if isinstance(m, nn.Conv2d)
+    )
