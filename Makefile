@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q "$(TORCH_SPEC)" -e ".[dev]"
 	touch $@
 
-.PHONY: help install demo test test-full lint format train bench clean
+.PHONY: help install demo test test-full test-wheel lint format train bench clean
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -35,6 +35,9 @@ test: $(VENV)/.installed ## the default test suite (offline, CPU)
 test-full: $(VENV)/.installed ## all tests, including slow full-size ones
 	$(PY) -m pytest -q -m ""
 
+test-wheel: $(VENV)/.installed ## build the wheel, install it in a fresh venv, train + predict from another folder (~75 s)
+	$(PY) -m pytest -q -m slow tests/test_wheel.py
+
 lint: $(VENV)/.installed ## ruff
 	$(PY) -m ruff check src tests scripts
 
@@ -48,5 +51,5 @@ bench: $(VENV)/.installed ## scripts/bench.py (tiny UNet, 128 px); ARGS="--unet 
 	$(PY) scripts/bench.py $(ARGS)
 
 clean: ## remove caches and run outputs
-	rm -rf outputs multirun wandb .pytest_cache data/demo
+	rm -rf outputs multirun wandb .pytest_cache data/demo build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -47,11 +47,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from torch import nn
 
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import hydra_main
 from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
 __all__ = [
@@ -833,7 +832,7 @@ def export_checkpoint(cfg) -> Path:
     return folder
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@hydra_main("predict")
 @report_user_errors
 def main(cfg) -> None:
     export_checkpoint(cfg)

@@ -61,13 +61,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import hydra_main
 from vpd_lightning.export import load_model, requested_task, task_of, tokenizer_from_spec
 from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
@@ -780,7 +779,7 @@ def _predict(cfg) -> dict:
     )
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@hydra_main("predict")
 @report_user_errors
 def main(cfg) -> None:
     predict(cfg)
