@@ -12,7 +12,7 @@ Python::
 
     from vpd_lightning.predict import Predictor
 
-    predictor = Predictor.from_pretrained("best.ckpt")      # a checkpoint file or an exported folder
+    predictor = Predictor.from_pretrained("best.ckpt")      # a checkpoint file, an exported folder or "org/name"
     depth = predictor("room.jpg")                           # path, PIL image or numpy array -> numpy
 
 **Per task** (the input is RGB in ``[0, 1]``; grayscale, RGBA (alpha dropped), palette and 16-bit images are
@@ -346,9 +346,23 @@ class Predictor:
                 )
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, task: str | None = None, cfg=None, **kwargs) -> Predictor:
-        """Load a checkpoint file or an exported folder (:func:`vpd_lightning.export.load_model`)."""
-        return cls(load_model(path, task=task, cfg=cfg), **kwargs)
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        task: str | None = None,
+        cfg=None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+        token: str | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """Load a checkpoint file, an exported folder or a Hugging Face Hub id of one (``"org/name"``, fetched into
+        the hub cache at ``revision``; only the cache is read offline or with ``local_files_only``; see
+        :mod:`vpd_lightning.hub`). ``kwargs`` go to the constructor."""
+        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        return cls(load_model(path, task=task, cfg=cfg, **hub), **kwargs)
 
     from_checkpoint = from_pretrained
 
