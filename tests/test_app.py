@@ -82,9 +82,10 @@ def _png(page, url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.body())))
 
 
-def test_page_predicts_depth_in_the_browser(app, url, browser, tmp_path):
-    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    Image.fromarray(image).save(tmp_path / "room.png")
+def test_page_predicts_depth_in_the_browser(app, url, browser, tmp_path, nyu_root):
+    # a generated room of the test split (64x96), enlarged so that the page's screenshot shows something
+    room = sorted((nyu_root / "official_splits" / "test").rglob("rgb_*"))[0]
+    Image.open(room).convert("RGB").resize((144, 96)).save(tmp_path / "room.png")
     (tmp_path / "broken.png").write_bytes(b"this is not a PNG file")
     (label,) = app.predictors
     expected_picture, expected_file, _ = app.run(label, str(tmp_path / "room.png"))
@@ -97,22 +98,23 @@ def test_page_predicts_depth_in_the_browser(app, url, browser, tmp_path):
     page.locator("#vpd-input img").first.wait_for(timeout=30_000)  # the preview of the upload
     page.locator("#vpd-run").click()
     status = page.locator("#vpd-status")
-    status.get_by_text("depth on 56x40 px").wait_for(timeout=120_000)
+    status.get_by_text("depth on 144x96 px").wait_for(timeout=120_000)
     shown = _png(page, page.locator("#vpd-output img").first.get_attribute("src"))
     assert shown.shape == expected_picture.shape and shown.shape[0] > 40  # the depth map, then its scale bar
     assert np.array_equal(shown[..., :3], expected_picture)
-    assert "room_depth.png" in page.locator("#vpd-download").inner_text()
+    assert "room_depth.png" in page.locator("#vpd-download").inner_text().replace("\n", "")
     href = page.locator("#vpd-download a").first.get_attribute("href")
     assert href.endswith("room_depth.png")
     downloaded = _png(page, href)
-    assert downloaded.dtype == np.uint16 and downloaded.shape == (40, 56)
+    assert downloaded.dtype == np.uint16 and downloaded.shape == (96, 144)
     assert np.array_equal(downloaded, expected_depth)
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     if os.environ.get("VPD_APP_SCREENSHOT"):
         shutil.copy(tmp_path / "app.png", os.environ["VPD_APP_SCREENSHOT"])
 
     # a file that is not an image: the page says so, the server keeps serving
-    page.locator("#vpd-input button[aria-label='Clear']").first.click()
+    page.goto(url)
+    page.locator("#vpd-run").wait_for(timeout=60_000)
     page.locator("#vpd-input input[type=file]").set_input_files(str(tmp_path / "broken.png"))
     page.locator("#vpd-run").click()
     status.get_by_text("is not an image that can be decoded").wait_for(timeout=60_000)

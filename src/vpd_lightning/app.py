@@ -185,7 +185,11 @@ def _image_input(gr):
     :meth:`ModelApp.read_image` can say what is wrong on the page. (The method is replaced on the instance: a
     subclass of a Gradio component makes Gradio write a ``.pyi`` stub beside this module.)"""
     image = gr.Image(
-        type="filepath", sources=["upload", "clipboard"], label="Image (upload or paste)", elem_id="vpd-input"
+        type="filepath",
+        sources=["upload", "clipboard"],
+        label="Image (upload or paste)",
+        elem_id="vpd-input",
+        height=320,
     )
     decode = image.preprocess
 
@@ -223,7 +227,9 @@ def build_page(app: ModelApp):
                 )
                 button = gr.Button("Run", variant="primary", elem_id="vpd-run")
             with gr.Column():
-                picture = gr.Image(label="Result", type="numpy", format="png", interactive=False, elem_id="vpd-output")
+                picture = gr.Image(
+                    label="Result", type="numpy", format="png", interactive=False, elem_id="vpd-output", height=320
+                )
                 download = gr.File(label="Download", interactive=False, elem_id="vpd-download")
                 status = gr.Markdown("Upload an image and press Run.", elem_id="vpd-status")
         button.click(app.run, inputs=[model, image, sentence], outputs=[picture, download, status])
