@@ -80,6 +80,8 @@ def test_wheel_trains_and_predicts_from_any_folder(venv, tmp_path, tiny_sd_dir, 
     where = _ok(_run([bin_dir / "python", "-c", show], work)).stdout.split()
     assert Path(where[0]).is_relative_to(venv) and Path(where[1]).is_relative_to(venv), where
     assert where[1].endswith("vpd_lightning/conf") and where[2] == "pkg://vpd_lightning.conf"
+    scripts = ("vpd-train", "vpd-evaluate", "vpd-predict", "vpd-export", "vpd-demo", "vpd-app")
+    assert all((bin_dir / name).is_file() for name in scripts), sorted(p.name for p in bin_dir.iterdir())
     # a user's own config folder extends the package's groups
     user = work / "my_conf" / "experiment"
     user.mkdir(parents=True)
