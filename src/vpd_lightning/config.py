@@ -91,9 +91,7 @@ def hydra_main(config_name: str) -> Callable[[Callable[..., Any]], Callable[...,
     import hydra
 
     def decorator(task_function: Callable[..., Any]) -> Callable[..., Any]:
-        main = hydra.main(version_base="1.3", config_path=CONFIG_PATH or None, config_name=config_name)(
-            task_function
-        )
+        main = hydra.main(version_base="1.3", config_path=CONFIG_PATH or None, config_name=config_name)(task_function)
 
         @functools.wraps(task_function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

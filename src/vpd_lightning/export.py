@@ -674,7 +674,7 @@ def _model_card(
         + (' sentence="..."' if task == "referring" else ""),
         "```",
         "",
-        f"`vpd_lightning.export.load_model(\"{where}\")` gives the LightningModule itself.",
+        f'`vpd_lightning.export.load_model("{where}")` gives the LightningModule itself.',
         "",
         "## Metrics",
         "",
@@ -870,9 +870,7 @@ def _export(cfg, repo_id: str | None = None) -> Path:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # leave no empty output folder behind
         raise
-    export_model(
-        model, folder, metrics=metrics, merge_adapters=bool(cfg.get("merge_adapters", True)), repo_id=repo_id
-    )
+    export_model(model, folder, metrics=metrics, merge_adapters=bool(cfg.get("merge_adapters", True)), repo_id=repo_id)
     print(f"exported the {task_of(model)} model of '{path}' to '{folder}'")
     return folder
 
