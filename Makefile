@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q "$(TORCH_SPEC)" -e ".[dev]"
 	touch $@
 
-.PHONY: help install demo test test-full lint format train bench clean
+.PHONY: help install browser demo test test-full test-wheel app lint format train bench clean
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -29,11 +29,26 @@ install: $(VENV)/.installed ## create the virtual environment and install the pa
 demo: $(VENV)/.installed ## train + evaluate a VPD task (TASK=depth|segmentation|referring) on generated data, tiny backbone, CPU (README: times)
 	$(PY) -m vpd_lightning.demo --task $(TASK)
 
-test: $(VENV)/.installed ## the default test suite (offline, CPU)
+# tests/test_app.py drives a real Chromium through Playwright; Playwright's own browser download is not used
+# (often unreachable): Debian's `chromium` is installed with apt when missing (as root or with password-less sudo),
+# or VPD_CHROMIUM names a Chromium/Chrome binary. Without any, that test fails (it never passes silently).
+browser: ## Chromium for the web-page test (apt-get install chromium when missing)
+	@if [ -z "$$VPD_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	  echo "installing Chromium for tests/test_app.py (apt-get install chromium)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  { $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null; }; } || \
+	  echo "WARNING: could not install Chromium: tests/test_app.py will fail (set VPD_CHROMIUM=<browser binary>)"; \
+	fi
+
+test: $(VENV)/.installed browser ## the default test suite (offline, CPU; installs Chromium for the page test)
 	$(PY) -m pytest -q
 
-test-full: $(VENV)/.installed ## all tests, including slow full-size ones
+test-full: $(VENV)/.installed browser ## all tests, including slow full-size ones
 	$(PY) -m pytest -q -m ""
+
+test-wheel: $(VENV)/.installed ## build the wheel, install it in a fresh venv, train + predict from another folder (~75 s)
+	$(PY) -m pytest -q -m slow tests/test_wheel.py
 
 lint: $(VENV)/.installed ## ruff
 	$(PY) -m ruff check src tests scripts
@@ -44,9 +59,12 @@ format: $(VENV)/.installed ## ruff format
 train: $(VENV)/.installed ## python -m vpd_lightning.train task=$(TASK) $(ARGS)
 	$(PY) -m vpd_lightning.train task=$(TASK) $(ARGS)
 
+app: $(VENV)/.installed ## the web page: make app CKPT=<checkpoint, exported folder or hub id>
+	$(PY) -m vpd_lightning.app ckpt_path=$(CKPT) $(ARGS)
+
 bench: $(VENV)/.installed ## scripts/bench.py (tiny UNet, 128 px); ARGS="--unet sd15 --size 512" for the full size
 	$(PY) scripts/bench.py $(ARGS)
 
 clean: ## remove caches and run outputs
-	rm -rf outputs multirun wandb .pytest_cache data/demo
+	rm -rf outputs multirun wandb .pytest_cache data/demo build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

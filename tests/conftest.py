@@ -55,3 +55,11 @@ def _no_shared_wandb_service():
     os.environ.pop("WANDB_SERVICE", None)
     yield
     os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(tmp_path_factory, tiny_sd_dir, nyu_root):
+    """A depth checkpoint written by ``vpd_lightning.train`` (tiny model, one step), shared by the hub and app tests."""
+    from test_predict import train_checkpoint
+
+    return train_checkpoint("depth", nyu_root, tiny_sd_dir, tmp_path_factory.mktemp("ckpt-depth-shared"))

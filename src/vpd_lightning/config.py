@@ -1,15 +1,108 @@
-"""Where the Hydra configs live, and the OmegaConf resolvers they use."""
+"""Where the Hydra configs live, and the OmegaConf resolvers they use.
+
+The configs are the repository's ``conf/`` folder. A wheel ships them as the package ``vpd_lightning.conf``
+(``setup.py`` maps that package onto ``conf/``), found through Hydra's package search path
+(``pkg://vpd_lightning.conf``); in a source checkout (editable install, ``PYTHONPATH=src``) the ``conf/`` folder
+beside ``src/`` is used, so that edits to it count at once. A user's own config folder is added on the command
+line with ``--config-dir <folder>`` (Hydra's option; its groups extend or override the package's) or
+``'hydra.searchpath=[file:///abs/folder]'``.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import importlib.util
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
-__all__ = ["CONFIG_DIR", "cpu_has_native_bf16", "job_overrides", "register_resolvers"]
+from vpd_lightning.utils.errors import UserError
 
-#: Absolute path of the repository's ``conf/`` folder (works for ``python -m``, imports and console scripts).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+__all__ = [
+    "CONFIG_DIR",
+    "CONFIG_PACKAGE",
+    "CONFIG_PATH",
+    "ConfigNotFoundError",
+    "cpu_has_native_bf16",
+    "find_config_dir",
+    "hydra_main",
+    "job_overrides",
+    "register_resolvers",
+]
+
+#: The package that holds the configs in an installed wheel.
+CONFIG_PACKAGE = "vpd_lightning.conf"
+#: ``conf/`` of a source checkout (``src/vpd_lightning/config.py`` -> ``conf/``).
+CHECKOUT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+#: The root config every search must find.
+_ROOT_CONFIG = "train.yaml"
+
+
+class ConfigNotFoundError(UserError, FileNotFoundError):
+    """The Hydra configs are neither in the installed package nor in a source checkout; the message says where
+    they were looked for."""
+
+
+def _package_config_dir() -> Path | None:
+    """The folder of the installed package ``vpd_lightning.conf``, or ``None`` when it is not installed."""
+    try:
+        if importlib.util.find_spec(CONFIG_PACKAGE) is None:
+            return None
+        folder = Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+    except (ImportError, TypeError, ValueError):
+        return None
+    return folder if (folder / _ROOT_CONFIG).is_file() else None
+
+
+def find_config_dir() -> tuple[Path, str]:
+    """The config folder and its Hydra search-path entry: the source checkout's ``conf/`` (a file path) when
+    this module runs from one, else the installed package ``vpd_lightning.conf`` (``pkg://vpd_lightning.conf``).
+
+    Raises :class:`ConfigNotFoundError` naming both places when neither holds ``train.yaml``.
+    """
+    if (CHECKOUT_CONFIG_DIR / _ROOT_CONFIG).is_file():
+        return CHECKOUT_CONFIG_DIR, str(CHECKOUT_CONFIG_DIR)
+    folder = _package_config_dir()
+    if folder is not None:
+        return folder, f"pkg://{CONFIG_PACKAGE}"
+    installed = Path(__file__).resolve().parent / "conf"
+    raise ConfigNotFoundError(
+        f"vpd_lightning: the Hydra configs ({_ROOT_CONFIG}) were not found; looked in the package "
+        f"'{CONFIG_PACKAGE}' ({installed}) and in the source checkout's '{CHECKOUT_CONFIG_DIR}'. Reinstall the "
+        "package (`pip install vpd_lightning-*.whl` or `pip install .` from a checkout; the wheel ships them)"
+    )
+
+
+try:
+    #: Absolute path of the config folder (``conf/`` of a checkout, or the installed ``vpd_lightning/conf``).
+    CONFIG_DIR, CONFIG_PATH = find_config_dir()
+    _CONFIG_ERROR: ConfigNotFoundError | None = None
+except ConfigNotFoundError as _err:  # reported by hydra_main, in one line, when an entry point starts
+    CONFIG_DIR, CONFIG_PATH, _CONFIG_ERROR = Path(__file__).resolve().parent / "conf", "", _err
+
+
+def hydra_main(config_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@hydra.main`` on the package's configs (``config_name``: the root config). A missing config folder
+    is reported in one line naming the places searched (exit status 1) before Hydra starts."""
+    import hydra
+
+    def decorator(task_function: Callable[..., Any]) -> Callable[..., Any]:
+        main = hydra.main(version_base="1.3", config_path=CONFIG_PATH or None, config_name=config_name)(task_function)
+
+        @functools.wraps(task_function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _CONFIG_ERROR is not None and not args and not kwargs:
+                print(f"{type(_CONFIG_ERROR).__name__}: {_CONFIG_ERROR}", file=sys.stderr)
+                raise SystemExit(1)
+            return main(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _tiny_sd(path: str) -> str:

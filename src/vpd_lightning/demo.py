@@ -331,8 +331,13 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``vpd-demo`` console script: :func:`main`, user errors as one line."""
     from vpd_lightning.utils.errors import user_errors_exit
 
     with user_errors_exit():
         main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.checkpoint import check_run_checkpoint
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import hydra_main
 from vpd_lightning.export import CheckpointNotFoundError
 from vpd_lightning.train import build
 from vpd_lightning.utils import format_metrics
@@ -70,7 +69,7 @@ def _use_checkpoint_finetune(cfg: DictConfig, ckpt: str) -> None:
             cfg.finetune = stored
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@hydra_main("evaluate")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)

@@ -29,7 +29,8 @@ Hydra config instead (``task=...`` plus the training overrides; the backbone is 
 
 :func:`load_exported` rebuilds the model from such a folder, offline; :func:`load_model` accepts either a
 checkpoint file or an exported folder. ``python -m vpd_lightning.export ckpt_path=... output=<folder>`` exports a
-checkpoint from the command line (it composes ``conf/predict.yaml``).
+checkpoint from the command line (it composes ``conf/predict.yaml``); ``push_to_hub=org/name`` (``private=true``)
+uploads the folder to the Hugging Face Hub, and a hub id loads like a folder (:mod:`vpd_lightning.hub`).
 """
 
 from __future__ import annotations
@@ -47,11 +48,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from torch import nn
 
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import hydra_main
 from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
 __all__ = [
@@ -238,7 +238,7 @@ def _resolved_config(cfg, exclude: tuple[str, ...] = ("hydra",)) -> dict | None:
 #: Keys of ``conf/predict.yaml`` that are not part of a training configuration.
 _PREDICT_KEYS = (
     "hydra", "input", "output", "sentence", "sentences", "scene", "flip", "save_npy", "batch_size", "device",
-    "progress", "metrics", "depth_range", "merge_adapters", "dtype", "window_batch",
+    "progress", "metrics", "depth_range", "merge_adapters", "dtype", "window_batch", "push_to_hub", "private",
 )  # fmt: skip
 
 
@@ -541,8 +541,13 @@ def load_checkpoint(path: str | os.PathLike, task: str | None = None, cfg=None) 
     return model_from_checkpoint(read_checkpoint(path), str(path), task, cfg)
 
 
-def load_model(path: str | os.PathLike, task: str | None = None, cfg=None) -> nn.Module:
-    """A checkpoint file or an exported folder -> the model (eval mode, on the CPU, ``vpd_config`` set)."""
+def load_model(path: str | os.PathLike, task: str | None = None, cfg=None, **hub: Any) -> nn.Module:
+    """A checkpoint file, an exported folder or the hub id of one (``org/name``) -> the model (eval mode, on the
+    CPU, ``vpd_config`` set). ``hub``: ``revision``, ``cache_dir``, ``local_files_only``, ``token`` of the
+    download (:func:`vpd_lightning.hub.download_model`)."""
+    from vpd_lightning.hub import resolve_model_path
+
+    path = resolve_model_path(path, **hub)
     if Path(path).expanduser().is_dir():
         return load_exported(path, task)
     return load_checkpoint(path, task, cfg)
@@ -587,7 +592,13 @@ def _prepare_folder(folder: Path) -> Path:
     return folder
 
 
-def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int) -> str:
+#: The hub's ``pipeline_tag`` of each task (model-card metadata).
+_PIPELINE_TAGS = {"depth": "depth-estimation", "segmentation": "image-segmentation", "referring": "image-segmentation"}
+
+
+def _model_card(
+    config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int, repo_id: str | None = None
+) -> str:
     from omegaconf import OmegaConf
 
     task = config["task"]
@@ -598,7 +609,14 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
     }[task]
     names = config.get("class_names") or []
     unet = config["components"]["unet"]
+    where = repo_id or "<this folder>"
     lines = [
+        "---",  # the Hugging Face Hub's metadata header
+        "library_name: vpd_lightning",
+        f"pipeline_tag: {_PIPELINE_TAGS.get(task, 'image-segmentation')}",
+        f"tags: [vpd, stable-diffusion, {task}]",
+        "---",
+        "",
         f"# VPD {task} model",
         "",
         f"VPD (Zhao et al., ICCV 2023) for {what}, exported by `vpd_lightning`: a Stable-Diffusion-shaped UNet "
@@ -643,7 +661,7 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
         "```python",
         "from vpd_lightning.predict import Predictor",
         "",
-        'predictor = Predictor.from_pretrained("<this folder>")',
+        f'predictor = Predictor.from_pretrained("{where}")',
         {
             "depth": 'depth = predictor("room.jpg")  # float32 [H, W], metres',
             "segmentation": 'label = predictor("scene.jpg")  # int64 [H, W], class index',
@@ -652,11 +670,11 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
         "```",
         "",
         "```bash",
-        "python -m vpd_lightning.predict ckpt_path=<this folder> input=<image, folder or glob> output=<folder>"
+        f"python -m vpd_lightning.predict ckpt_path={where} input=<image, folder or glob> output=<folder>"
         + (' sentence="..."' if task == "referring" else ""),
         "```",
         "",
-        "`vpd_lightning.export.load_exported(<this folder>)` gives the LightningModule itself.",
+        f'`vpd_lightning.export.load_model("{where}")` gives the LightningModule itself.',
         "",
         "## Metrics",
         "",
@@ -710,6 +728,7 @@ def export_model(
     metrics: Mapping[str, float] | None = None,
     train_config: Any = None,
     merge_adapters: bool = True,
+    repo_id: str | None = None,
 ) -> Path:
     """Write ``model`` as a self-contained folder (see the module docstring); return the folder.
 
@@ -718,7 +737,7 @@ def export_model(
     defaults to the one in the description. A model with LoRA adapters (``finetune=lora``) is exported with the
     adapters added into the UNet weights (a plain UNet, as fast as the original); ``merge_adapters=False`` keeps
     them as separate weights (``lora_A``/``lora_B`` entries; the reloaded model injects them again). ``model``
-    itself is never modified.
+    itself is never modified. ``repo_id``: the hub id the folder is meant for (named in the model card's usage).
     """
     from safetensors.torch import save_file
 
@@ -762,7 +781,7 @@ def export_model(
     if train_config is None:
         train_config = spec.get("train_config")
     n_params = sum(p.numel() for p in model.parameters())
-    (folder / "README.md").write_text(_model_card(config, metrics, train_config, n_params), encoding="utf-8")
+    (folder / "README.md").write_text(_model_card(config, metrics, train_config, n_params, repo_id), encoding="utf-8")
     return folder
 
 
@@ -803,12 +822,35 @@ def load_exported(folder: str | os.PathLike, task: str | None = None) -> nn.Modu
 
 
 def export_checkpoint(cfg) -> Path:
-    """``python -m vpd_lightning.export ckpt_path=<.ckpt> output=<folder> [task=...] [metrics=<json file>]``."""
-    from omegaconf import OmegaConf
+    """``python -m vpd_lightning.export ckpt_path=<.ckpt> output=<folder> [task=...] [metrics=<json file>]
+    [push_to_hub=org/name [private=true]]`` (with ``push_to_hub`` and no ``output``: a temporary folder)."""
+    from omegaconf import OmegaConf, open_dict
 
-    for key in ("ckpt_path", "output"):
-        if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
-            raise ConfigError("export needs ckpt_path=<checkpoint file> and output=<folder>")
+    repo_id = cfg.get("push_to_hub")
+    no_output = OmegaConf.is_missing(cfg, "output") or not cfg.get("output")
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path") or (no_output and not repo_id):
+        raise ConfigError("export needs ckpt_path=<checkpoint file> and output=<folder> (or push_to_hub=org/name)")
+    if repo_id:
+        from vpd_lightning.hub import check_can_push, push_to_hub
+
+        token = check_can_push(str(repo_id))  # offline or no token: say so before writing anything
+        if no_output:
+            with tempfile.TemporaryDirectory(prefix="vpd-export-") as tmp:
+                with open_dict(cfg):
+                    cfg.output = str(Path(tmp) / "model")
+                return _export_and_push(cfg, str(repo_id), token, push_to_hub)
+        return _export_and_push(cfg, str(repo_id), token, push_to_hub)
+    return _export(cfg)
+
+
+def _export_and_push(cfg, repo_id: str, token: str, push) -> Path:
+    folder = _export(cfg, repo_id)
+    info = push(folder, repo_id, private=bool(cfg.get("private", False)), token=token)
+    print(f"uploaded '{folder}' to the hub: {getattr(info, 'commit_url', None) or repo_id}")
+    return folder
+
+
+def _export(cfg, repo_id: str | None = None) -> Path:
     folder = Path(cfg.output).expanduser()
     created = not folder.exists()
     _prepare_folder(folder)  # fail before loading anything
@@ -828,12 +870,12 @@ def export_checkpoint(cfg) -> Path:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # leave no empty output folder behind
         raise
-    export_model(model, folder, metrics=metrics, merge_adapters=bool(cfg.get("merge_adapters", True)))
+    export_model(model, folder, metrics=metrics, merge_adapters=bool(cfg.get("merge_adapters", True)), repo_id=repo_id)
     print(f"exported the {task_of(model)} model of '{path}' to '{folder}'")
     return folder
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@hydra_main("predict")
 @report_user_errors
 def main(cfg) -> None:
     export_checkpoint(cfg)

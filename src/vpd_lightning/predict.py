@@ -12,7 +12,7 @@ Python::
 
     from vpd_lightning.predict import Predictor
 
-    predictor = Predictor.from_pretrained("best.ckpt")      # a checkpoint file or an exported folder
+    predictor = Predictor.from_pretrained("best.ckpt")      # a checkpoint file, an exported folder or "org/name"
     depth = predictor("room.jpg")                           # path, PIL image or numpy array -> numpy
 
 **Per task** (the input is RGB in ``[0, 1]``; grayscale, RGBA (alpha dropped), palette and 16-bit images are
@@ -61,13 +61,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from vpd_lightning.config import CONFIG_DIR
+from vpd_lightning.config import hydra_main
 from vpd_lightning.export import load_model, requested_task, task_of, tokenizer_from_spec
 from vpd_lightning.utils.errors import ConfigError, MissingFileError, UserError, report_user_errors
 
@@ -347,9 +346,23 @@ class Predictor:
                 )
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, task: str | None = None, cfg=None, **kwargs) -> Predictor:
-        """Load a checkpoint file or an exported folder (:func:`vpd_lightning.export.load_model`)."""
-        return cls(load_model(path, task=task, cfg=cfg), **kwargs)
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        task: str | None = None,
+        cfg=None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None,
+        token: str | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """Load a checkpoint file, an exported folder or a Hugging Face Hub id of one (``"org/name"``, fetched into
+        the hub cache at ``revision``; only the cache is read offline or with ``local_files_only``; see
+        :mod:`vpd_lightning.hub`). ``kwargs`` go to the constructor."""
+        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        return cls(load_model(path, task=task, cfg=cfg, **hub), **kwargs)
 
     from_checkpoint = from_pretrained
 
@@ -780,7 +793,7 @@ def _predict(cfg) -> dict:
     )
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@hydra_main("predict")
 @report_user_errors
 def main(cfg) -> None:
     predict(cfg)

@@ -9,7 +9,6 @@ import time
 import warnings
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -17,7 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vpd_lightning.checkpoint import check_run_checkpoint, remove_stale_temp_files
-from vpd_lightning.config import CONFIG_DIR, job_overrides
+from vpd_lightning.config import hydra_main, job_overrides
 from vpd_lightning.export import CheckpointNotFoundError, model_spec
 from vpd_lightning.utils import format_metrics, instantiate_list
 from vpd_lightning.utils.errors import report_user_errors
@@ -152,7 +151,7 @@ def _finish_wandb(failed: bool) -> None:
         wandb.finish(exit_code=1 if failed else 0)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra_main("train")
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """Train; return the monitored metric (the objective of Hydra sweepers such as Optuna)."""
