@@ -823,9 +823,9 @@ def _multitask_card(config: dict, metrics: Mapping[str, float] | None, train_con
     lines = [
         f"# VPD multi-task model ({', '.join(tasks)})",
         "",
-        "VPD (Zhao et al., ICCV 2023) trained jointly for several tasks on ONE Stable-Diffusion-shaped UNet, exported by "
-        "`vpd_lightning`: the UNet and the frozen VAE encoder are shared; each task has its text context, text "
-        "adapter, attention-map variant and head.",
+        "VPD (Zhao et al., ICCV 2023) trained jointly for several tasks on ONE Stable-Diffusion-shaped UNet, "
+        "exported by `vpd_lightning`: the UNet and the frozen VAE encoder are shared; each task has its text "
+        "context, text adapter, attention-map variant and head.",
         "",
         "- tasks: " + ", ".join(f"`{t}` (attention maps `{config['attention'][t]}`)" for t in tasks),
         f"- parameters: {n_params / 1e6:.2f} M",

@@ -29,7 +29,9 @@ def check_task_list(tasks: Any, option: str = "multitask.tasks") -> list[str]:
             raise ConfigError(f"{option}: unknown task '{name}'; the tasks are {', '.join(KNOWN_TASKS)}")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError(f"{option}: task '{twice[0]}' is listed twice in {names}; list each of {', '.join(KNOWN_TASKS)} once")
+        raise ConfigError(
+            f"{option}: task '{twice[0]}' is listed twice in {names}; list each of {', '.join(KNOWN_TASKS)} once"
+        )
     return names
 
 

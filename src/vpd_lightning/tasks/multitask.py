@@ -166,9 +166,7 @@ class MultiTaskModel(VPDTask):
             mapping = dict(mapping or {})
             for key in mapping:
                 if key not in names:
-                    raise ConfigError(
-                        f"{option}: '{key}' is not trained in this run; the trained tasks are {trained}"
-                    )
+                    raise ConfigError(f"{option}: '{key}' is not trained in this run; the trained tasks are {trained}")
             return mapping
 
         weights = check_keys("multitask.loss_weights", loss_weights)
@@ -184,7 +182,8 @@ class MultiTaskModel(VPDTask):
             values = [float(self.sampling_weights.get(t, 0.0)) for t in names]
             if any(v < 0 for v in values) or sum(values) <= 0:
                 raise ConfigError(
-                    f"multitask.sampling=weights needs multitask.sampling_weights >= 0 with a positive sum over {trained}"
+                    "multitask.sampling=weights needs multitask.sampling_weights >= 0 with a positive sum over "
+                    f"{trained}"
                 )
         if not 1 <= int(tasks_per_step) <= len(names):
             raise ConfigError(f"multitask.tasks_per_step must be in [1, {len(names)}], got {tasks_per_step}")
@@ -192,7 +191,9 @@ class MultiTaskModel(VPDTask):
         self.weighting, self.sampling, self.seed = weighting, sampling, int(seed)
         self.backbone_task = backbone_task or names[0]
         if self.backbone_task not in names:
-            raise ConfigError(f"multitask.backbone_task: '{self.backbone_task}' is not trained; the trained tasks are {trained}")
+            raise ConfigError(
+                f"multitask.backbone_task: '{self.backbone_task}' is not trained; the trained tasks are {trained}"
+            )
         variants = check_keys("multitask.attention", attention)
         self.attention = {t: str(variants.get(t, DEFAULT_ATTENTION[t])) for t in names}
         for t, v in self.attention.items():
