@@ -1,0 +1,287 @@
+"""task=multitask: one backbone for several tasks; per-task backward; one checkpoint serving every task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from tiny_config import make_cfg, tiny_multitask
+from tolerance import float32_rtol
+
+from vpd_lightning.utils.errors import ConfigError, find_user_error
+
+
+@pytest.fixture
+def roots(nyu_root, ade_root, refer_root):
+    return {"depth": nyu_root, "segmentation": ade_root, "referring": refer_root}
+
+
+def _cfg(tasks, roots, tiny_sd_dir, tmp_path, *extra):
+    return make_cfg(
+        [*tiny_multitask(tasks, roots, tiny_sd_dir, tmp_path), f"paths.output_dir={tmp_path / 'run'}", *extra]
+    )
+
+
+def _depth_batch(n=2, size=48):
+    g = torch.Generator().manual_seed(1)
+    return {
+        "image": torch.rand(n, 3, size, size, generator=g),
+        "class_id": torch.tensor([0, 3][:n]),
+        "depth": torch.rand(n, 1, size, size, generator=g) * 5 + 0.5,
+    }
+
+
+def _seg_batch(n=2, size=48):
+    g = torch.Generator().manual_seed(2)
+    return {
+        "image": torch.rand(n, 3, size, size, generator=g),
+        "label": torch.randint(0, 150, (n, size, size), generator=g),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_task_lists_and_weights_are_one_line_errors_naming_the_tasks(roots, tiny_sd_dir, tmp_path):
+    from vpd_lightning.data.multitask import MultiTaskDataModule, check_task_list
+
+    with pytest.raises(ConfigError, match=r"task 'depth' is listed twice .*depth, segmentation, referring") as err:
+        check_task_list(["depth", "segmentation", "depth"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"unknown task 'normals'; the tasks are depth, segmentation, referring"):
+        check_task_list(["normals"])
+    with pytest.raises(ConfigError, match=r"lists 'segmentation' but data.segmentation is missing; .* for: depth"):
+        MultiTaskDataModule(["depth", "segmentation"], depth={"_target_": "builtins.dict"})
+
+    cfg = _cfg(["depth", "segmentation"], roots, tiny_sd_dir, tmp_path, "multitask.loss_weights={referring: 2.0}")
+    with pytest.raises(Exception) as err:
+        instantiate(cfg.model, _convert_="all")
+    message = str(find_user_error(err.value))
+    assert (
+        message
+        == "multitask.loss_weights: 'referring' is not trained in this run; the trained tasks are depth, segmentation"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the model
+@pytest.fixture
+def model_cfg(roots, tiny_sd_dir, tmp_path):
+    return _cfg(["depth", "segmentation"], roots, tiny_sd_dir, tmp_path)
+
+
+def test_one_backbone_and_each_task_keeps_its_variant_head_and_lr_rules(model_cfg):
+    torch.manual_seed(0)
+    model = instantiate(model_cfg.model, _convert_="all")
+    depth, seg = model.tasks["depth"], model.tasks["segmentation"]
+    assert depth.backbone is seg.backbone is model.backbone
+    keys = model.state_dict().keys()
+    assert not any(k.startswith("tasks.") and ".backbone." in k for k in keys)  # the UNet is stored once
+    unet = sum(p.numel() for p in model.backbone.parameters())
+    assert sum(p.numel() for p in model.parameters()) < 2 * unet
+    # depth's head sees the features without attention maps, segmentation's with 150 A32 maps
+    assert model.attention == {"depth": "none", "segmentation": "a32"}
+    with model.variant("depth"):
+        depth_in = model.backbone.out_channels(1)
+    assert depth_in == list(model.backbone.unet.config.block_out_channels)
+    with model.variant("segmentation"):
+        feats = model.backbone(torch.zeros(1, 3, 48, 48), seg.context(1))
+    assert [f.shape[1] for f in feats] == model.backbone.out_channels(150)
+    assert model.backbone.attention == "a32"  # restored after each context
+
+    groups = {g["name"]: g for g in model.parameter_groups()}
+    # the shared UNet follows the first task (depth: 5e-4 x 0.01); each head its own task's optimiser
+    assert groups["depth_x0.01"]["lr"] == pytest.approx(5e-4 * 0.01)
+    assert groups["segmentation_x1"]["lr"] == pytest.approx(8e-5) and groups["segmentation_x1"]["weight_decay"] == 1e-3
+    by_param = {id(p): g["task"] for g in groups.values() for p in g["params"]}
+    assert all(by_param[id(p)] == "segmentation" for p in seg.head.parameters() if p.requires_grad)
+    assert all(by_param[id(p)] == "depth" for p in model.backbone.parameters() if p.requires_grad)
+
+
+def test_per_task_backward_accumulates_the_joint_gradient(model_cfg):
+    torch.manual_seed(0)
+    model = instantiate(model_cfg.model, _convert_="all")
+    batches = {"depth": _depth_batch(), "segmentation": _seg_batch()}
+
+    def grads(per_task: bool) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(5)  # the same dropout masks in both passes
+        losses = []
+        for task, batch in batches.items():
+            with model.variant(task):
+                loss = model.weighted_loss(task, model.tasks[task].training_loss(batch))
+            if per_task:
+                loss.backward()  # the graph of this task is freed before the next one runs
+            losses.append(loss)
+        if not per_task:
+            sum(losses).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    separate, joint = grads(True), grads(False)
+    assert separate.keys() == joint.keys() and any(k.startswith("tasks.depth.head") for k in joint)
+    for name in joint:  # one extra float32 addition of two partial gradients
+        scale = joint[name].abs().max().item()
+        assert torch.allclose(separate[name], joint[name], rtol=0, atol=4 * float32_rtol(2) * scale + 1e-30), name
+
+
+def test_task_sampling_is_a_function_of_seed_and_step(model_cfg):
+    from vpd_lightning.tasks import MultiTaskModel
+
+    model = instantiate(model_cfg.model, _convert_="all")
+    assert [model.step_tasks(s) for s in range(3)] == [["depth", "segmentation"]] * 3
+    model.sampling = "round_robin"
+    assert [model.step_tasks(s) for s in range(4)] == [["depth"], ["segmentation"], ["depth"], ["segmentation"]]
+    model.sampling, model.sampling_weights = "weights", {"depth": 1.0, "segmentation": 0.0}
+    assert all(model.step_tasks(s) == ["depth"] for s in range(20))
+    model.sampling = "uniform"
+    draws = [tuple(model.step_tasks(s)) for s in range(200)]
+    assert draws == [tuple(model.step_tasks(s)) for s in range(200)]  # the same on every process / after a resume
+    assert 60 < draws.count(("depth",)) < 140
+    model.sampling, model._sizes = "proportional", {"depth": 9, "segmentation": 1}
+    assert sum(model.step_tasks(s) == ["depth"] for s in range(200)) > 160
+    assert MultiTaskModel.monitor == "val/multitask_score"
+
+
+def test_uncertainty_weighting_follows_kendall(model_cfg):
+    from omegaconf import open_dict
+
+    with open_dict(model_cfg):
+        model_cfg.model.weighting = "uncertainty"
+    model = instantiate(model_cfg.model, _convert_="all")
+    with torch.no_grad():
+        model.log_vars["depth"].fill_(0.5)
+        model.log_vars["segmentation"].fill_(-1.0)
+    loss = torch.tensor(2.0)
+    # regression: L / (2 sigma^2) + log sigma; classification: L / sigma^2 + log sigma (s = log sigma^2)
+    assert model.weighted_loss("depth", loss).item() == pytest.approx(0.5 * (np.exp(-0.5) * 2.0 + 0.5))
+    assert model.weighted_loss("segmentation", loss).item() == pytest.approx(np.exp(1.0) * 2.0 - 0.5)
+    assert any(g["name"].startswith("depth_x1_no_wd") for g in model.parameter_groups())
+
+
+# ------------------------------------------------------------------------------------- fit -> evaluate -> predict
+def _fit(tasks, roots, tiny_sd_dir, tmp_path, *extra):
+    from vpd_lightning.train import train
+
+    args = [
+        "trainer=cpu",
+        "trainer.max_steps=-1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        "callbacks.prediction_panels.attention=false",
+        "test=false",
+        *[f"data.{t}.batch_size=2" for t in tasks],
+        *extra,
+    ]
+    cfg = _cfg(tasks, roots, tiny_sd_dir, tmp_path, *args)
+    metrics, objects = train(cfg)
+    return cfg, metrics, objects
+
+
+def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_path):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.export import (
+        TaskNotInCheckpointError,
+        cut_checkpoint,
+        export_model,
+        load_checkpoint,
+        load_model,
+        read_checkpoint,
+    )
+    from vpd_lightning.predict import Predictor
+    from vpd_lightning.train import build
+
+    cfg, metrics, objects = _fit(
+        ["depth", "segmentation"], roots, tiny_sd_dir, tmp_path, "multitask.sampling=round_robin"
+    )
+    # each task's metrics under its prefix, and the documented score: mean of d1 and mIoU
+    assert {"val/depth/rmse", "val/depth/d1", "val/segmentation/miou", "val/multitask_score"} <= metrics.keys()
+    expected = (metrics["val/depth/d1"] + metrics["val/segmentation/miou"]) / 2
+    assert metrics["val/multitask_score"] == pytest.approx(expected, rel=1e-6)
+    assert (tmp_path / "run" / "panels" / "depth").is_dir() and (tmp_path / "run" / "panels" / "segmentation").is_dir()
+
+    # round robin: step 0 trained depth, step 1 segmentation; each head moved, the UNet moved
+    fresh = build(cfg)["model"]  # the same seeded initialisation
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = read_checkpoint(ckpt)["state_dict"]
+    for prefix in ("tasks.depth.head.", "tasks.segmentation.head.", "backbone.unet."):
+        assert any(not torch.equal(v, state[k]) for k, v in fresh.state_dict().items() if k.startswith(prefix))
+
+    # evaluate: each task's test protocol on the checkpoint, the same numbers as the validation of these weights
+    result = evaluate(
+        _cfg(
+            ["depth", "segmentation"],
+            roots,
+            tiny_sd_dir,
+            tmp_path,
+            "train=false",
+            f"ckpt_path={ckpt}",
+            "trainer=cpu",
+            "logger=csv",
+            "trainer.limit_test_batches=1",
+            "trainer.enable_progress_bar=false",
+        )
+    )
+    assert result["test/depth/rmse"] == pytest.approx(metrics["val/depth/rmse"], rel=1e-5)
+    assert result["test/segmentation/miou"] == pytest.approx(metrics["val/segmentation/miou"], abs=1e-6)
+
+    # predict by task name: the single-task model cut from the checkpoint predicts what the multi-task one does
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    trained = load_checkpoint(ckpt)  # the whole multi-task model
+    assert type(trained).__name__ == "MultiTaskModel"
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad(), trained.variant("segmentation"):
+        want = trained.tasks["segmentation"].predict_logits(x).argmax(1)[0].numpy()
+    got = Predictor.from_pretrained(ckpt, task="segmentation")(image)
+    assert np.array_equal(got, want)
+    with torch.no_grad(), trained.variant("depth"):
+        depth_ref = trained.tasks["depth"](torch.zeros(1, 3, 48, 48), torch.tensor([0]))
+    depth_model = load_model(ckpt, task="depth")
+    assert type(depth_model).__name__ == "DepthEstimationTask" and depth_model.backbone.attention == "none"
+    with torch.no_grad():  # SDPA against the captured softmax of the A32 backbone: the same to float rounding
+        assert torch.allclose(
+            depth_model(torch.zeros(1, 3, 48, 48), torch.tensor([0])), depth_ref, rtol=1e-4, atol=1e-5
+        )
+    with pytest.raises(TaskNotInCheckpointError, match=r"holds no referring model; its tasks are: depth, segmentation"):
+        load_model(ckpt, task="referring")
+    with pytest.raises(TaskNotInCheckpointError, match=r"multi-task model \(depth, segmentation\).*task=<name>"):
+        Predictor.from_pretrained(ckpt)
+
+    # one exported folder serves both tasks
+    folder = export_model(trained, tmp_path / "export")
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert np.array_equal(Predictor.from_pretrained(folder, task="segmentation")(image), want)
+    assert Predictor.from_pretrained(folder, task="depth")(image).shape == (48, 64)
+
+    # cut down to a single-task checkpoint: evaluate task=segmentation takes it like a single-task run's
+    cut = cut_checkpoint(ckpt, tmp_path / "seg.ckpt", "segmentation")
+    assert not any(k.startswith(("tasks.", "log_vars")) for k in read_checkpoint(cut)["state_dict"])
+    assert np.array_equal(Predictor.from_pretrained(cut)(image), want)
+    single = evaluate(
+        make_cfg(
+            [
+                "task=segmentation",
+                f"sd_path={tiny_sd_dir}",
+                f"data.root={roots['segmentation']}",
+                "data.num_workers=0",
+                "data.crop_size=[48,48]",
+                "data.img_scale=[256,64]",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.output_dir={tmp_path / 'eval-seg'}",
+                "train=false",
+                f"ckpt_path={cut}",
+                "trainer=cpu",
+                "logger=csv",
+                "trainer.limit_test_batches=1",
+                "trainer.enable_progress_bar=false",
+                "model.neck.out_channels=16",
+                "model.head.channels=16",
+                "model.crop_size=[48,48]",
+                "model.stride=[32,32]",
+                "model.test_scale=[256,64]",
+                "model.class_embeddings.max_length=16",
+            ]
+        )
+    )
+    assert single["test/miou"] == pytest.approx(result["test/segmentation/miou"], abs=1e-6)
