@@ -285,3 +285,106 @@ def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_p
         )
     )
     assert single["test/miou"] == pytest.approx(result["test/segmentation/miou"], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ scale (slow)
+def _cli_args(tasks, roots, tiny_sd_dir, tmp_path, run: str, *extra: str) -> list[str]:
+    return [
+        *tiny_multitask(tasks, roots, tiny_sd_dir, tmp_path),
+        *[f"data.{t}.sample_seeding=true" for t in tasks],
+        "trainer.log_every_n_steps=1",
+        "logger=csv",
+        "callbacks.prediction_panels.attention=false",
+        "test=false",
+        f"hydra.run.dir={tmp_path / run}",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_multitask_matches_one_process(roots, tiny_sd_dir, tmp_path):
+    """2 CPU processes (gloo) x 2 images per task against 1 process x 4, round robin: steps that hold only one task
+    (the other task's head has no gradient) run under DDP without unused-parameter errors and give the same
+    validation metrics and weights as one process (tolerances as in test_distributed)."""
+    from test_distributed import _rows
+    from tiny_config import cli_env, run_train
+    from tolerance import adamw_noise_atol
+
+    tasks = ["depth", "segmentation"]
+    env = cli_env(OMP_NUM_THREADS="1")
+    common = ["multitask.sampling=round_robin", "model.depth.silog_sync=true", "trainer.max_steps=4"]
+    runs = {
+        "one": ["trainer=cpu", "trainer.devices=1", *[f"data.{t}.batch_size=4" for t in tasks]],
+        "two": ["trainer=ddp_cpu", *[f"data.{t}.batch_size=2" for t in tasks]],
+    }
+    for name, extra in runs.items():
+        result = run_train(_cli_args(tasks, roots, tiny_sd_dir, tmp_path, name, *common, *extra), env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "unused" not in result.stderr.lower() or "find_unused_parameters" not in result.stderr
+    one, two = _rows(tmp_path / "one", "val/"), _rows(tmp_path / "two", "val/")
+    assert len(one) == len(two) == 2 and {"val/depth/rmse", "val/segmentation/miou"} <= one[0].keys()
+    rtol = float32_rtol(4 * 48 * 48, passes=5)
+    pixel = 1.0 / (4 * 64 * 96)
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        for key in a:
+            tol = 1.0 / (3 * 64 * 64) if "segmentation" in key else pixel
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=rtol, abs=tol), key
+    sa = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    sb = torch.load(tmp_path / "two" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert sa["global_step"] == sb["global_step"] == 4
+    lrs = [max(float(v) for v in row.values()) for row in _rows(tmp_path / "one", "lr-")]
+    atol = adamw_noise_atol(lrs)
+    for key, value in sa["state_dict"].items():
+        a, b = value.float(), sb["state_dict"][key].float()
+        if a.numel() == 0:
+            continue
+        scale = max(a.abs().max().item(), b.abs().max().item())
+        assert (a - b).abs().max().item() <= rtol * scale + atol, key
+
+
+@pytest.mark.slow
+def test_a_killed_multitask_run_resumes_to_the_same_weights(roots, tiny_sd_dir, tmp_path):
+    """SIGKILL after the first interval checkpoint (step 3: mid-epoch, the shorter depth loader in its second
+    pass), resume with auto_resume: the same weights, AdamW moments and schedules as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_resume import _assert_same_training_state, _kill_children_outside_the_group
+    from tiny_config import cli_env, run_train, train_cmd
+
+    tasks = ["depth", "segmentation"]
+    extra = [
+        "trainer=cpu",
+        "data.depth.batch_size=4",  # 2 steps per pass: cycled by max_size_cycle within each 4-step epoch
+        "data.segmentation.batch_size=2",
+        "trainer.max_steps=8",
+        "callbacks.last_checkpoint.every_n_train_steps=3",
+    ]
+    full, killed = "full", "killed"
+    result = run_train(_cli_args(tasks, roots, tiny_sd_dir, tmp_path, full, *extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+    proc = subprocess.Popen(
+        train_cmd(_cli_args(tasks, roots, tiny_sd_dir, tmp_path, killed, *extra)),
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    last = tmp_path / killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    _kill_children_outside_the_group(proc.pid)
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert 3 <= state["global_step"] < 8
+    depth_state, seg_state = state["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    if state["global_step"] == 3:  # depth: one batch into its second pass; segmentation: 3 of 4 batches
+        assert depth_state["consumed"] == 4 and seg_state["consumed"] == 6
+    result = run_train(_cli_args(tasks, roots, tiny_sd_dir, tmp_path, killed, *extra, "auto_resume=true"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_training_state(tmp_path / full / "checkpoints" / "last.ckpt", last, steps=8)
