@@ -287,6 +287,56 @@ def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_p
     assert single["test/miou"] == pytest.approx(result["test/segmentation/miou"], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_three_tasks_fit_evaluate_predict_export(roots, tiny_sd_dir, tmp_path):
+    """All three tasks, every task in every step, uncertainty weighting and one shared text adapter: fit, evaluate
+    (each task's protocol), predict each task from the checkpoint and from one exported folder."""
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.export import export_model, load_checkpoint, read_checkpoint
+    from vpd_lightning.predict import Predictor
+
+    tasks = ["depth", "segmentation", "referring"]
+    extra = ["multitask.weighting=uncertainty", "multitask.shared_text_adapter=true"]
+    _, metrics, _ = _fit(tasks, roots, tiny_sd_dir, tmp_path, *extra)
+    assert {"val/depth/d1", "val/segmentation/miou", "val/referring/oiou", "train/referring/log_var"} <= metrics.keys()
+    score = (metrics["val/depth/d1"] + metrics["val/segmentation/miou"] + metrics["val/referring/oiou"]) / 3
+    assert metrics["val/multitask_score"] == pytest.approx(score, rel=1e-6)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = read_checkpoint(ckpt)["state_dict"]
+    assert not any(".text_adapter." in k for k in state) and any(k.startswith("text_adapter.") for k in state)
+    assert all(state[f"log_vars.{t}"].item() != 0.0 for t in tasks)  # learned
+    result = evaluate(
+        _cfg(tasks, roots, tiny_sd_dir, tmp_path, *extra, "train=false", f"ckpt_path={ckpt}", "trainer=cpu",
+             "logger=csv", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false")
+    )  # fmt: skip
+    for key in ("depth/rmse", "segmentation/miou", "referring/oiou"):
+        assert result[f"test/{key}"] == pytest.approx(metrics[f"val/{key}"], rel=1e-5, abs=1e-6), key
+    model = load_checkpoint(ckpt)
+    folder = export_model(model, tmp_path / "export")
+    assert (folder / "tokenizer").is_dir()
+    image = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    for source in (ckpt, folder):
+        assert Predictor.from_pretrained(source, task="depth")(image).dtype == np.float32
+        assert Predictor.from_pretrained(source, task="segmentation")(image).shape == (64, 80)
+        mask = Predictor.from_pretrained(source, task="referring")(image, sentence="the red square")
+        assert mask.dtype == bool and mask.shape == (64, 80)
+    # the referring model cut from the checkpoint masks what the multi-task model masks (Predictor's protocol)
+    from vpd_lightning.predict import _resize_uint8, _tensor
+
+    sub = model.tasks["referring"]
+    predictor = Predictor.from_pretrained(ckpt, task="referring")
+    tokens = predictor.tokenizer(
+        ["the red square"], padding="max_length", truncation=True, max_length=sub.max_tokens, return_tensors="pt"
+    )
+    size = predictor.image_size
+    x = _tensor([_resize_uint8(image, size, size)], torch.device("cpu"))
+    with torch.no_grad(), model.variant("referring"):
+        logits = sub(x, tokens.input_ids, tokens.attention_mask)
+    want = torch.nn.functional.interpolate(logits, size=(64, 80), mode="bilinear", align_corners=False).argmax(1)[0]
+    got = predictor(image, sentence="the red square")
+    assert np.array_equal(got, want.numpy())
+
+
 # ------------------------------------------------------------------------------------------------ scale (slow)
 def _cli_args(tasks, roots, tiny_sd_dir, tmp_path, run: str, *extra: str) -> list[str]:
     return [
