@@ -26,7 +26,7 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create the virtual environment and install the package (editable)
 
-demo: $(VENV)/.installed ## train + evaluate a VPD task (TASK=depth|segmentation|referring) on generated data, tiny backbone, CPU (README: times)
+demo: $(VENV)/.installed ## train + evaluate a VPD task (TASK=depth|segmentation|referring|multitask) on generated data, tiny backbone, CPU (README: times)
 	$(PY) -m vpd_lightning.demo --task $(TASK)
 
 # tests/test_app.py drives a real Chromium through Playwright; Playwright's own browser download is not used

@@ -40,7 +40,7 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("task", ["depth", "referring"])
+@pytest.mark.parametrize("task", ["depth", "referring", "multitask"])
 def test_printed_command_composes_the_demo_config(task, tmp_path, monkeypatch, capsys, refer_root):
     """Running the printed ``python -m vpd_lightning.train ...`` composes exactly the demo's configuration (the
     same tiny model under paths.cache_dir, the same data, output folder and epochs)."""
@@ -56,6 +56,7 @@ def test_printed_command_composes_the_demo_config(task, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(tiny, "save_tiny_stable_diffusion", lambda root, **kw: Path(root))
     monkeypatch.setattr(generate, "generate_nyuv2", lambda root, *a, **kw: Path(root))
+    monkeypatch.setattr(generate, "generate_ade20k", lambda root, *a, **kw: Path(root))
     monkeypatch.setattr(generate, "generate_refcoco", lambda root, *a, **kw: refer_root)
     monkeypatch.setattr(train_module, "train", fake_train)
     data, out = tmp_path / "my data", tmp_path / "run"

@@ -88,3 +88,20 @@ def wandb_run_bytes(run_dir: Path, *keys: bytes, timeout: float = 60.0) -> bytes
         if all(key in data for key in keys) or time.monotonic() > deadline:
             return data
         time.sleep(0.5)
+
+
+def tiny_multitask(tasks: list[str], roots: dict, tiny_sd_dir, tmp_path: Path) -> list[str]:
+    """``task=multitask`` over ``tasks`` with each task's tiny sizes (``data.<task>.*``, ``model.<task>.*``) and data
+    root from ``roots`` (``{task: root}``)."""
+    args = [
+        "task=multitask",
+        f"multitask.tasks=[{','.join(tasks)}]",
+        f"sd_path={tiny_sd_dir}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    for task in tasks:
+        args += [f"data.{task}.root={roots[task]}", f"data.{task}.num_workers=0"]
+        for override in TINY_MODEL[task]:
+            group, rest = override.split(".", 1)
+            args.append(f"{group}.{task}.{rest}")
+    return args

@@ -239,7 +239,17 @@ def check_run_checkpoint(path: str | os.PathLike, cfg, option: str = "ckpt_path"
     it) and hold a model of the configured task (:class:`~vpd_lightning.export.WrongTaskError` otherwise)."""
     checkpoint = read_checkpoint(path)  # memory-mapped: cheap even for a large training checkpoint
     found, wanted = checkpoint_task(checkpoint), config_task(cfg)
+    stored = list((checkpoint.get("vpd_config") or {}).get("tasks") or [])
     del checkpoint
+    if found == wanted == "multitask" and stored:
+        from omegaconf import OmegaConf
+
+        asked = list(OmegaConf.select(cfg, "multitask.tasks", default=None) or [])
+        if asked and sorted(asked) != sorted(stored):
+            raise WrongTaskError(
+                f"{option}: '{path}' is a multi-task checkpoint of {', '.join(stored)}, but this run is set up for "
+                f"multitask.tasks=[{','.join(asked)}]. Use multitask.tasks=[{','.join(stored)}]."
+            )
     if found is not None and wanted is not None and found != wanted:
         raise WrongTaskError(
             f"{option}: '{path}' is a {found} checkpoint, but this run is set up for task={wanted}.\n"

@@ -30,7 +30,11 @@ TASKS = {
     "segmentation": {"epochs": 12, "wins_from": 1, "num_train": 160, "num_test": 24, "height": 128, "width": 128},
     # one measured run: val oIoU above the baseline's 0.234 from epoch 22 on (0.26 at 19, noisy before)
     "referring": {"epochs": 24, "wins_from": 22, "num_train": 96, "num_test": 0, "height": 96, "width": 120},
+    # the three data sets above on one backbone; every step trains every task (no measured figures yet)
+    "multitask": {"epochs": 8, "wins_from": None, "num_train": None, "num_test": None, "height": None, "width": None},
 }
+#: the single-task demos a multi-task demo trains at once
+MULTITASK = ("depth", "segmentation", "referring")
 
 #: The tiny SD-shaped components of the demos (``<data-dir>/demo/<cache>/tiny-sd``), with OpenAI CLIP's real BPE
 #: so that sentences and prompts are tokenized as with Stable Diffusion (one token per common word). Depth and
@@ -41,12 +45,13 @@ TINY_SD = {
     "segmentation": {"vae_pretrain_steps": 60, "vae_pretrain_size": 32, "tokenizer": "clip"},
     "referring": {"vae_pretrain_steps": 150, "vae_pretrain_size": 64, "tokenizer": "clip"},
 }
+TINY_SD["multitask"] = TINY_SD["referring"]  # one backbone for all: the finer VAE the referring masks need
 
 
 def cache_dir(data_dir: Path, task: str) -> Path:
     """The demo's ``paths.cache_dir`` (tiny model and prompt embeddings): ``<data-dir>/demo/cache``, and
     ``<data-dir>/demo/cache-referring`` for the referring demo's own tiny model."""
-    return Path(data_dir) / "demo" / ("cache-referring" if task == "referring" else "cache")
+    return Path(data_dir) / "demo" / ("cache-referring" if task in ("referring", "multitask") else "cache")
 
 
 BASELINES = {
@@ -61,7 +66,16 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def verdict(task: str, metric: str, ours: float, base: float, higher_is_better: bool, unit: str, epochs: int) -> str:
+def verdict(
+    task: str,
+    metric: str,
+    ours: float,
+    base: float,
+    higher_is_better: bool,
+    unit: str,
+    epochs: int,
+    advice: bool = True,
+) -> str:
     """The plain-words comparison with the baseline: better or worse, by how much, and what it takes to win.
 
     Lower-is-better metrics (RMSE) compare in percent of the baseline, scores in [0, 1] (mIoU, oIoU) in points.
@@ -74,6 +88,8 @@ def verdict(task: str, metric: str, ours: float, base: float, higher_is_better: 
     head = f"VPD (tiny backbone) is {'better' if better else 'worse'} than the baseline ({BASELINES[task]}) by {amount}"
     line = f"{head}: {metric} {ours:.3f}{unit} vs {base:.3f}{unit}"
     wins_from, default = TASKS[task]["wins_from"], TASKS[task]["epochs"]
+    if not advice:
+        return line
     if not better and wins_from is None:
         line += f". In our runs this demo has not beaten it yet (this run: {epochs} epochs; default {default})"
     elif not better:
@@ -95,7 +111,7 @@ def _mean_train_depth(dataset) -> float:
     return total / max(count, 1)
 
 
-def _depth_report(model, datamodule, metrics: dict, output: Path, epochs: int) -> dict:
+def _depth_report(model, datamodule, metrics: dict, output: Path, epochs: int, advice: bool = True) -> dict:
     import torch
 
     from vpd_lightning.metrics import DepthMetrics
@@ -112,7 +128,8 @@ def _depth_report(model, datamodule, metrics: dict, output: Path, epochs: int) -
     for key in DepthMetrics.METRIC_NAMES:
         print(f"  {key:<10}{ours[key]:>12.4f}{base[key]:>12.4f}")
     gain = (base["rmse"] - ours["rmse"]) / base["rmse"]
-    say(verdict("depth", "RMSE", ours["rmse"], base["rmse"], False, " m", epochs) + f" (mean depth {mean_depth:.2f} m)")
+    line = verdict("depth", "RMSE", ours["rmse"], base["rmse"], False, " m", epochs, advice)
+    say(line + f" (mean depth {mean_depth:.2f} m)")
     model.eval()
     samples = [datamodule.test_set[i] for i in range(min(4, len(datamodule.test_set)))]
     with torch.no_grad():
@@ -122,7 +139,7 @@ def _depth_report(model, datamodule, metrics: dict, output: Path, epochs: int) -
     return {"test": ours, "baseline": base, "rmse_improvement": gain, "picture": str(picture)}
 
 
-def _segmentation_report(model, datamodule, metrics: dict, output: Path, epochs: int) -> dict:
+def _segmentation_report(model, datamodule, metrics: dict, output: Path, epochs: int, advice: bool = True) -> dict:
     import numpy as np
     import torch
 
@@ -148,7 +165,7 @@ def _segmentation_report(model, datamodule, metrics: dict, output: Path, epochs:
         print(f"  {key:<8}{ours[key]:>12.4f}{base[key]:>15.4f}")
     gain = ours["miou"] - base["miou"]
     say(
-        verdict("segmentation", "mIoU", ours["miou"], base["miou"], True, "", epochs)
+        verdict("segmentation", "mIoU", ours["miou"], base["miou"], True, "", epochs, advice)
         + f" (most frequent class: '{datamodule.class_names[frequent].strip()}')"
     )
     if model.per_class_table:  # the classes of the demo data (the other ADE20K classes are absent: nan)
@@ -186,7 +203,7 @@ def _largest_object_masks(dataset) -> list:
     return masks
 
 
-def _referring_report(model, datamodule, metrics: dict, output: Path, epochs: int) -> dict:
+def _referring_report(model, datamodule, metrics: dict, output: Path, epochs: int, advice: bool = True) -> dict:
     import torch
 
     from vpd_lightning.metrics import ReferringMetrics
@@ -206,7 +223,7 @@ def _referring_report(model, datamodule, metrics: dict, output: Path, epochs: in
     for key in base:
         print(f"  {key:<15}{ours[key]:>12.4f}{base[key]:>16.4f}")
     gain = ours["oiou"] - base["oiou"]
-    say(verdict("referring", "oIoU", ours["oiou"], base["oiou"], True, "", epochs))
+    say(verdict("referring", "oIoU", ours["oiou"], base["oiou"], True, "", epochs, advice))
     model.eval()
     samples = [dataset[i] for i in range(min(6, len(dataset)))]
     with torch.no_grad():
@@ -233,6 +250,89 @@ def _refcoco_counts(root: Path) -> str:
     return f"{sum(len(v) for v in images.values())} images: " + ", ".join(parts)
 
 
+def _generate(generate, task: str, data_dir: Path, num_train: int, num_test: int) -> tuple[Path, str]:
+    """Write (or reuse) ``task``'s demo data set; return its root and a line saying what it holds."""
+    size = (TASKS[task]["height"], TASKS[task]["width"])
+    if task == "depth":
+        root = generate.generate_nyuv2(data_dir / "demo" / "nyu_depth_v2", num_train, num_test, *size, seed=0)
+        return root, f"{num_train} train / {num_test} test images"
+    if task == "segmentation":
+        root = generate.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
+        return root, f"{num_train} training / {num_test} validation images"
+    root = generate.generate_refcoco(data_dir / "demo" / "refer", "refcoco", "unc", num_train, *size, seed=0)
+    return root, _refcoco_counts(root)
+
+
+#: per task: the metric the multi-task demo table shows, whether higher is better, its unit
+HEADLINE = {"depth": ("rmse", False, " m"), "segmentation": ("miou", True, ""), "referring": ("oiou", True, "")}
+
+
+def _single_task_run(args: argparse.Namespace, task: str, steps: int, output: Path) -> dict[str, float]:
+    """The single-task demo of ``task`` on the multi-task demo's tiny backbone, trained for ``steps`` steps (the
+    number of steps the multi-task run trained ``task``); its test metrics."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from vpd_lightning.config import CONFIG_DIR
+    from vpd_lightning.train import train
+
+    data_dir = Path(args.data_dir).resolve()
+    folder = output / f"single-{task}"
+    overrides = [
+        f"experiment=demo_{task}",
+        f"paths.data_dir={data_dir}",
+        f"paths.cache_dir={cache_dir(data_dir, 'multitask')}",
+        f"paths.output_dir={folder}",
+        f"hydra.run.dir={folder}",
+        "trainer.max_epochs=-1",
+        f"trainer.max_steps={steps}",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.validation_summary",
+        "+callbacks.epoch_line._target_=vpd_lightning.callbacks.EpochLine",
+    ]
+    say(f"    single-task {task}, {steps} steps: {command_line(overrides)}")
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    metrics, _ = train(cfg)
+    return {k.removeprefix("test/"): v for k, v in metrics.items() if k.startswith("test/")}
+
+
+def _multitask_report(args: argparse.Namespace, objects: dict, metrics: dict, output: Path, epochs: int) -> dict:
+    """Each task's test metrics and trivial baseline (the single-task demos' reports), then, unless
+    ``--no-single``, the single-task demo trained for the same number of that task's steps, in one table."""
+    model, datamodule = objects["model"], objects["datamodule"]
+    steps = int(objects["trainer"].global_step)  # sampling=all: every step trained every task
+    reports = {"depth": _depth_report, "segmentation": _segmentation_report, "referring": _referring_report}
+    summary: dict = {"tasks": {}, "steps_per_task": steps}
+    for task in model.task_names:
+        say(f"--- {task}")
+        prefix = f"test/{task}/"
+        own = {"test/" + k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+        folder = output / task
+        folder.mkdir(parents=True, exist_ok=True)
+        with model.variant(task):
+            report = reports[task](model.tasks[task], datamodule.modules[task], own, folder, epochs, advice=False)
+        summary["tasks"][task] = report
+    if not args.no_single:
+        say(f"single-task demos at the same number of steps per task ({steps}), on the same tiny backbone")
+        for task in model.task_names:
+            summary["tasks"][task]["single"] = _single_task_run(args, task, steps, output)
+    say(f"multi-task demo: {steps} steps, every task in every step; test metrics")
+    print(f"  {'task':<14}{'metric':<8}{'multi-task':>12}{'single-task':>13}{'baseline':>10}  sharing")
+    for task, report in summary["tasks"].items():
+        metric, higher, unit = HEADLINE[task]
+        multi, base = report["test"][metric], report["baseline"][metric]
+        single = report.get("single", {}).get(metric)
+        if single is None:
+            shown, effect = f"{'-':>13}", "(--no-single)"
+        else:
+            helped = multi > single if higher else multi < single
+            shown, effect = f"{single:>13.4f}", "helped" if helped else "hurt"
+        print(f"  {task:<14}{metric + unit:<8}{multi:>12.4f}{shown}{base:>10.4f}  {effect}")
+    return summary
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="depth")
@@ -241,6 +341,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-train", type=int, default=None, help="referring: the number of images")
     parser.add_argument("--num-test", type=int, default=None, help="(not for referring: ~10 %% per other split)")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--no-single", action="store_true", help="multitask: skip the single-task runs at the same number of steps"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. data.batch_size=4")
     return parser.parse_args(argv)
 
@@ -302,19 +405,14 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"1/4 tiny SD-shaped components ({doing}): {cache}")
     t0 = time.time()
     save_tiny_stable_diffusion(cache, **TINY_SD[args.task])
-    size = (defaults["height"], defaults["width"])
     say(f"    ready in {time.time() - t0:.0f} s. 2/4 {args.task} data in the real on-disk layout ...")
-    t0 = time.time()
-    if args.task == "depth":
-        root = generate.generate_nyuv2(data_dir / "demo" / "nyu_depth_v2", num_train, num_test, *size, seed=0)
-        counts = f"{num_train} train / {num_test} test images"
-    elif args.task == "segmentation":
-        root = generate.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
-        counts = f"{num_train} training / {num_test} validation images"
-    else:
-        root = generate.generate_refcoco(data_dir / "demo" / "refer", "refcoco", "unc", num_train, *size, seed=0)
-        counts = _refcoco_counts(root)
-    say(f"    {root} ({counts}, ~{size[0]}x{size[1]}) in {time.time() - t0:.0f} s")
+    for task in MULTITASK if args.task == "multitask" else (args.task,):
+        t0 = time.time()
+        if args.task == "multitask":  # each data set as its single-task demo makes it
+            num_train, num_test = TASKS[task]["num_train"], TASKS[task]["num_test"]
+        root, counts = _generate(generate, task, data_dir, num_train, num_test)
+        size = (TASKS[task]["height"], TASKS[task]["width"])
+        say(f"    {root} ({counts}, ~{size[0]}x{size[1]}) in {time.time() - t0:.0f} s")
     overrides = train_overrides(args, tty=sys.stdout.isatty())
     say(f"3/4 training {epochs} epochs; the same run from the command line:\n    {command_line(overrides)}")
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
@@ -322,6 +420,12 @@ def main(argv: list[str] | None = None) -> dict:
     HydraConfig.instance().set_config(cfg)
     metrics, objects = train(cfg)
     say("4/4 evaluation against the baseline")
+    if args.task == "multitask":
+        summary = _multitask_report(args, objects, metrics, output, epochs)
+        summary["seconds"] = round(time.time() - start, 1)
+        (output / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+        say(f"done in {time.time() - start:.0f} s; run folder {output}")
+        return summary
     report = {"depth": _depth_report, "segmentation": _segmentation_report, "referring": _referring_report}[args.task]
     summary = report(objects["model"], objects["datamodule"], metrics, output, epochs)
     summary["seconds"] = round(time.time() - start, 1)

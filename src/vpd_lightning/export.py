@@ -64,6 +64,7 @@ __all__ = [
     "checkpoint_task",
     "complete_checkpoints",
     "config_task",
+    "cut_checkpoint",
     "export_checkpoint",
     "export_model",
     "format_bytes",
@@ -74,6 +75,7 @@ __all__ = [
     "model_spec",
     "read_checkpoint",
     "requested_task",
+    "single_task_spec",
     "state_dict_task",
     "task_of",
     "tokenizer_from_spec",
@@ -114,22 +116,35 @@ _TASK_CLASS_NAMES = {
     "DepthEstimationTask": "depth",
     "SemanticSegmentationTask": "segmentation",
     "ReferringSegmentationTask": "referring",
+    "MultiTaskModel": "multitask",
 }
+
+
+class TaskNotInCheckpointError(CheckpointError):
+    """A task was asked of a multi-task checkpoint that does not hold it (or none was chosen); the message names
+    the tasks it holds."""
 
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _task_classes() -> dict[str, type]:
-    from vpd_lightning.tasks import DepthEstimationTask, ReferringSegmentationTask, SemanticSegmentationTask
+    from vpd_lightning.tasks import (
+        DepthEstimationTask,
+        MultiTaskModel,
+        ReferringSegmentationTask,
+        SemanticSegmentationTask,
+    )
 
     return {
         "depth": DepthEstimationTask,
         "segmentation": SemanticSegmentationTask,
         "referring": ReferringSegmentationTask,
+        "multitask": MultiTaskModel,
     }
 
 
 def task_of(model: nn.Module) -> str:
-    """``"depth"``, ``"segmentation"`` or ``"referring"`` for a task model; ``TypeError`` otherwise."""
+    """``"depth"``, ``"segmentation"``, ``"referring"`` (or ``"multitask"``) for a task model; ``TypeError``
+    otherwise."""
     for task, cls in _task_classes().items():
         if isinstance(model, cls):
             return task
@@ -139,6 +154,8 @@ def task_of(model: nn.Module) -> str:
 def state_dict_task(state_dict: Mapping[str, Any]) -> str | None:
     """The task whose modules a state dict holds (by its key prefixes), or ``None`` when it is not recognised."""
     keys = list(state_dict)
+    if any(k.startswith("tasks.") for k in keys):
+        return "multitask"
     if any(k.startswith("text_encoder.") for k in keys):
         return "referring"
     if any(k.startswith("neck.") for k in keys):
@@ -255,20 +272,13 @@ def model_spec(cfg, model: nn.Module, tokenizer=None, include_train_config: bool
         task = task_of(model)
     except TypeError:
         return None
+    if task == "multitask":
+        return _multitask_spec(cfg, model, tokenizer, include_train_config)
     model_cfg = _plain(OmegaConf.to_container(cfg.model, resolve=True))
     for key in _BUILT_ARGS:
         model_cfg.pop(key, None)
-    class_names = OmegaConf.select(cfg, "data.class_names", default=None)
-    if class_names is None:
-        class_names = model_cfg.get("class_names")
+    class_names, predict = _task_inputs(task, OmegaConf.select(cfg, "data", default=None), model_cfg, model)
     embeddings = getattr(model, "class_embeddings", None)
-    predict: dict[str, Any] = {}
-    if task == "depth":
-        crop = OmegaConf.select(cfg, "data.crop_size", default=None)
-        predict["crop_height"] = int(crop[0]) if crop is not None else None
-    if task == "referring":
-        predict["image_size"] = int(OmegaConf.select(cfg, "data.image_size", default=512))
-        predict["max_tokens"] = int(model.max_tokens)
     spec = {
         "spec_version": SPEC_VERSION,
         "task": task,
@@ -281,15 +291,121 @@ def model_spec(cfg, model: nn.Module, tokenizer=None, include_train_config: bool
         "predict": predict,
     }
     if task == "referring":
-        if tokenizer is None:
-            from vpd_lightning.backbone.loading import load_tokenizer
-
-            source = OmegaConf.select(cfg, "data.tokenizer", default=None) or OmegaConf.select(cfg, "sd_path")
-            tokenizer = load_tokenizer(source, vocab_size=model.text_encoder.config.vocab_size)
-        spec["tokenizer_files"] = serialize_tokenizer(tokenizer)
+        spec["tokenizer_files"] = _tokenizer_files(cfg, "data", model, tokenizer)
     if include_train_config:
         spec["train_config"] = _resolved_config(cfg, _PREDICT_KEYS)
     return spec
+
+
+def _task_inputs(task: str, data_cfg, model_cfg: Mapping[str, Any], model: nn.Module) -> tuple[Any, dict]:
+    """``(class names, what prediction needs to know of the training inputs)`` of one task model."""
+    from omegaconf import OmegaConf
+
+    class_names = OmegaConf.select(data_cfg, "class_names", default=None) if data_cfg is not None else None
+    if class_names is None:
+        class_names = model_cfg.get("class_names")
+    predict: dict[str, Any] = {}
+    if task == "depth":
+        crop = OmegaConf.select(data_cfg, "crop_size", default=None) if data_cfg is not None else None
+        predict["crop_height"] = int(crop[0]) if crop is not None else None
+    if task == "referring":
+        size = OmegaConf.select(data_cfg, "image_size", default=512) if data_cfg is not None else 512
+        predict["image_size"] = int(size)
+        predict["max_tokens"] = int(model.max_tokens)
+    return _plain(class_names), predict
+
+
+def _tokenizer_files(cfg, data_key: str, model: nn.Module, tokenizer=None) -> dict[str, str]:
+    from omegaconf import OmegaConf
+
+    if tokenizer is None:
+        from vpd_lightning.backbone.loading import load_tokenizer
+
+        source = OmegaConf.select(cfg, f"{data_key}.tokenizer", default=None) or OmegaConf.select(cfg, "sd_path")
+        tokenizer = load_tokenizer(source, vocab_size=model.text_encoder.config.vocab_size)
+    return serialize_tokenizer(tokenizer)
+
+
+def _multitask_spec(cfg, model: nn.Module, tokenizer, include_train_config: bool) -> dict:
+    """The description of a :class:`~vpd_lightning.tasks.MultiTaskModel`: the multi-task options and, per
+    trained task, what :func:`model_spec` stores for a single-task model (``single_task_spec`` cuts one out)."""
+    from omegaconf import OmegaConf
+
+    tasks = list(model.task_names)
+    model_cfg = _plain(OmegaConf.to_container(cfg.model, resolve=True))
+    model_cfg.pop("backbone", None)
+    for key in ("depth", "segmentation", "referring"):
+        if key not in tasks:
+            model_cfg.pop(key, None)
+    names, predict, shapes = {}, {}, {}
+    for task in tasks:
+        sub_cfg = model_cfg[task]
+        for key in _BUILT_ARGS:
+            sub_cfg.pop(key, None)
+        sub = model.tasks[task]
+        names[task], predict[task] = _task_inputs(task, OmegaConf.select(cfg, f"data.{task}"), sub_cfg, sub)
+        embeddings = getattr(sub, "class_embeddings", None)
+        shapes[task] = list(embeddings.shape) if embeddings is not None else None
+    spec = {
+        "spec_version": SPEC_VERSION,
+        "task": "multitask",
+        "tasks": tasks,
+        "attention": dict(model.attention),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model": model_cfg,
+        "backbone": backbone_options(model.backbone),
+        "components": component_configs(model),
+        "class_embeddings_shape": shapes,
+        "class_names": names,
+        "predict": predict,
+    }
+    if "referring" in tasks:
+        spec["tokenizer_files"] = _tokenizer_files(cfg, "data.referring", model.tasks["referring"], tokenizer)
+    if include_train_config:
+        spec["train_config"] = _resolved_config(cfg, _PREDICT_KEYS)
+    return spec
+
+
+def single_task_spec(spec: Mapping[str, Any], task: str, where: str = "the model") -> dict:
+    """The single-task description of ``task`` inside a multi-task one (the backbone with that task's attention
+    variant); :class:`TaskNotInCheckpointError` when the model does not hold ``task``."""
+    tasks = list(spec.get("tasks") or [])
+    if task not in tasks:
+        raise TaskNotInCheckpointError(
+            f"'{where}' holds no {task} model; its tasks are: {', '.join(tasks)} (use task=<one of them>)"
+        )
+    components = {k: v for k, v in spec["components"].items() if k != "text_encoder" or task == "referring"}
+    backbone = {**spec["backbone"], "attention": spec["attention"][task]}
+    classes = _task_classes()[task]
+    single = {
+        "spec_version": spec.get("spec_version", SPEC_VERSION),
+        "task": task,
+        "model_class": f"{classes.__module__}.{classes.__qualname__}",
+        "model": copy.deepcopy(spec["model"][task]),
+        "backbone": backbone,
+        "components": components,
+        "class_embeddings_shape": spec["class_embeddings_shape"][task],
+        "class_names": spec["class_names"][task],
+        "predict": spec["predict"][task],
+        "cut_from": {"tasks": tasks},
+    }
+    if task == "referring":
+        single["tokenizer_files"] = spec["tokenizer_files"]
+    if spec.get("train_config") is not None:
+        single["train_config"] = spec["train_config"]
+    return single
+
+
+def _single_from_multitask(
+    spec: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], task: str, where: str
+) -> nn.Module:
+    """The single-task model of ``task`` with its weights from a multi-task state dict."""
+    from vpd_lightning.tasks.multitask import task_state_dict
+
+    single = single_task_spec(spec, task, where)
+    model = build_from_spec(single)
+    _load_weights(model, task_state_dict(state_dict, task), where)
+    return _finish(model, single)
 
 
 def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
@@ -311,6 +427,8 @@ def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
     if dtype != torch.float32:
         backbone.unet.to(dtype)
         backbone.vae.to(dtype)
+    if spec.get("task") == "multitask":
+        return _build_multitask(spec, backbone)
     built: dict[str, Any] = {"backbone": backbone}
     if spec.get("class_embeddings_shape") is not None:
         built["class_embeddings"] = torch.zeros(spec["class_embeddings_shape"])
@@ -324,6 +442,25 @@ def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
     if expected is not None and task_of(model) != expected:
         raise CheckpointError(f"the description says task '{expected}' but builds a {type(model).__name__}")
     return model
+
+
+def _build_multitask(spec: Mapping[str, Any], backbone: nn.Module) -> nn.Module:
+    from hydra.utils import instantiate
+
+    prebuilt: dict[str, dict[str, Any]] = {}
+    for task in spec["tasks"]:
+        built: dict[str, Any] = {}
+        shape = (spec.get("class_embeddings_shape") or {}).get(task)
+        if shape is not None:
+            built["class_embeddings"] = torch.zeros(shape)
+        if task == "referring":
+            from transformers import CLIPTextConfig, CLIPTextModel
+
+            built["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(dict(spec["components"]["text_encoder"])))
+        prebuilt[task] = built
+    node = copy.deepcopy(dict(spec["model"]))
+    node["_recursive_"] = False
+    return instantiate(node, _partial_=True)(backbone=backbone, prebuilt=prebuilt)
 
 
 def _load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
@@ -520,6 +657,8 @@ def model_from_checkpoint(
     state_dict = checkpoint["state_dict"]
     spec = checkpoint.get("vpd_config")
     found = checkpoint_task(checkpoint)
+    if found == "multitask" and spec and task not in (None, "multitask"):
+        return _single_from_multitask(spec, state_dict, task, where)
     _check_task(found, task, where)
     if spec:
         model = build_from_spec(spec)
@@ -602,6 +741,8 @@ def _model_card(
     from omegaconf import OmegaConf
 
     task = config["task"]
+    if task == "multitask":
+        return _multitask_card(config, metrics, train_config, n_params)
     what = {
         "depth": "monocular depth estimation (metres)",
         "segmentation": "semantic segmentation",
@@ -692,6 +833,59 @@ def _model_card(
     return "\n".join(lines) + "\n"
 
 
+def _multitask_card(config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int) -> str:
+    from omegaconf import OmegaConf
+
+    tasks = list(config["tasks"])
+    unet = config["components"]["unet"]
+    lines = [
+        f"# VPD multi-task model ({', '.join(tasks)})",
+        "",
+        "VPD (Zhao et al., ICCV 2023) trained jointly for several tasks on ONE Stable-Diffusion-shaped UNet, "
+        "exported by `vpd_lightning`: the UNet and the frozen VAE encoder are shared; each task has its text "
+        "context, text adapter, attention-map variant and head.",
+        "",
+        "- tasks: " + ", ".join(f"`{t}` (attention maps `{config['attention'][t]}`)" for t in tasks),
+        f"- parameters: {n_params / 1e6:.2f} M",
+        f"- UNet: block_out_channels {unet.get('block_out_channels')}, cross_attention_dim "
+        f"{unet.get('cross_attention_dim')}; timestep {config['backbone']['timestep']}",
+        f"- fine-tuning: {_describe_finetune(config['backbone'].get('finetune') or {'mode': 'full'})}",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from vpd_lightning.predict import Predictor",
+        "",
+    ]
+    examples = {
+        "depth": 'depth = Predictor.from_pretrained("<this folder>", task="depth")("room.jpg")  # metres',
+        "segmentation": 'label = Predictor.from_pretrained("<this folder>", task="segmentation")("scene.jpg")',
+        "referring": 'mask = Predictor.from_pretrained("<this folder>", task="referring")("a.jpg", sentence="the dog")',
+    }
+    lines += [examples[t] for t in tasks]
+    lines += [
+        "```",
+        "",
+        "```bash",
+        "python -m vpd_lightning.predict ckpt_path=<this folder> task=<task> input=<images> output=<folder>",
+        "```",
+        "",
+        "## Metrics",
+        "",
+    ]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {float(v):.4f} |" for k, v in metrics.items()]
+    else:
+        lines.append("Not recorded.")
+    lines += ["", "## Training configuration", ""]
+    if train_config:
+        lines += ["```yaml", OmegaConf.to_yaml(OmegaConf.create(_plain(train_config))).rstrip(), "```"]
+    else:
+        lines.append("Not recorded.")
+    return "\n".join(lines) + "\n"
+
+
 def _export_state_dict(model: nn.Module, config: dict, merge_adapters: bool) -> dict[str, torch.Tensor]:
     """The weights to export; with ``merge_adapters``, LoRA adapters added into the UNet weights (the UNet is then a
     plain one, and ``config["backbone"]["finetune"]`` says ``merged: true`` so no adapter is injected on reload)."""
@@ -759,7 +953,7 @@ def export_model(
             "backbone": backbone_options(model.backbone),
             "components": component_configs(model),
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-            "tokenizer": "tokenizer" if task == "referring" else None,
+            "tokenizer": "tokenizer" if _has_referring(config) else None,
         }
     )
     embeddings = getattr(model, "class_embeddings", None)
@@ -773,7 +967,7 @@ def export_model(
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if config.get("class_names"):
         (folder / "class_names.json").write_text(json.dumps(config["class_names"], indent=1) + "\n", encoding="utf-8")
-    if task == "referring":
+    if _has_referring(config):
         tokenizer = tokenizer_from_spec(spec)
         if tokenizer is None:
             raise ValueError("a referring model's description must hold its tokenizer (tokenizer_files)")
@@ -783,6 +977,10 @@ def export_model(
     n_params = sum(p.numel() for p in model.parameters())
     (folder / "README.md").write_text(_model_card(config, metrics, train_config, n_params, repo_id), encoding="utf-8")
     return folder
+
+
+def _has_referring(config: Mapping[str, Any]) -> bool:
+    return config.get("task") == "referring" or "referring" in (config.get("tasks") or [])
 
 
 def load_exported(folder: str | os.PathLike, task: str | None = None) -> nn.Module:
@@ -800,7 +998,9 @@ def load_exported(folder: str | os.PathLike, task: str | None = None) -> nn.Modu
         raise CheckpointError(f"'{config_file}' could not be read: {err}") from err
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"'{config_file}' is not the configuration of an exported vpd_lightning model")
-    _check_task(config.get("task"), task, str(folder))
+    multitask = config.get("task") == "multitask" and task not in (None, "multitask")
+    if not multitask:
+        _check_task(config.get("task"), task, str(folder))
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"'{folder}' has no {WEIGHTS_NAME}")
@@ -816,20 +1016,71 @@ def load_exported(folder: str | os.PathLike, task: str | None = None) -> nn.Modu
         spec["tokenizer_files"] = {
             p.name: p.read_text(encoding="utf-8") for p in sorted(tokenizer_dir.iterdir()) if p.is_file()
         }
+    if multitask:
+        return _single_from_multitask(spec, state_dict, task, str(folder))
     model = build_from_spec(spec)
     _load_weights(model, state_dict, str(weights))
     return _finish(model, spec)
 
 
+def cut_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, task: str) -> Path:
+    """Write the single-task checkpoint of ``task`` cut from the multi-task checkpoint ``src`` to ``dst``.
+
+    The result holds the shared backbone, ``task``'s head, text adapter and class embeddings (other tasks and the
+    uncertainty weights left out) and its single-task description: ``evaluate task=<task>``, ``predict`` and
+    ``export`` take it like a checkpoint of a single-task run (it does not resume a fit: no optimiser state).
+    The weights are checked by rebuilding the single-task model and loading them strictly before ``dst`` is
+    written (atomically).
+    """
+    from vpd_lightning.tasks.multitask import task_state_dict
+
+    checkpoint = read_checkpoint(src)
+    spec = checkpoint.get("vpd_config")
+    found = checkpoint_task(checkpoint)
+    if found != "multitask" or not spec:
+        raise CheckpointError(f"'{src}' holds a {found or 'unrecognised'} model, not a multi-task one: nothing to cut")
+    single = single_task_spec(spec, task, str(src))
+    state_dict = task_state_dict(checkpoint["state_dict"], task)
+    _load_weights(build_from_spec(single), state_dict, str(src))
+    out = {
+        "state_dict": {k: v.clone() for k, v in state_dict.items()},
+        "vpd_config": single,
+        "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version"),
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+    }
+    dst = Path(dst).expanduser()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(out, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
 def export_checkpoint(cfg) -> Path:
     """``python -m vpd_lightning.export ckpt_path=<.ckpt> output=<folder> [task=...] [metrics=<json file>]
-    [push_to_hub=org/name [private=true]]`` (with ``push_to_hub`` and no ``output``: a temporary folder)."""
+    [push_to_hub=org/name [private=true]]`` (with ``push_to_hub`` and no ``output``: a temporary folder).
+
+    An ``output`` ending in ``.ckpt`` cuts a multi-task checkpoint down to the single-task one of ``task=...``
+    (:func:`cut_checkpoint`) instead of exporting a folder."""
     from omegaconf import OmegaConf, open_dict
 
     repo_id = cfg.get("push_to_hub")
     no_output = OmegaConf.is_missing(cfg, "output") or not cfg.get("output")
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path") or (no_output and not repo_id):
         raise ConfigError("export needs ckpt_path=<checkpoint file> and output=<folder> (or push_to_hub=org/name)")
+    if not no_output and str(cfg.output).endswith(".ckpt"):
+        if repo_id:
+            raise ConfigError("push_to_hub uploads an exported folder: give output=<folder>, not a .ckpt file")
+        task = requested_task(cfg)
+        if task in (None, "multitask"):
+            raise ConfigError("output=<file>.ckpt cuts a multi-task checkpoint down to one task: give task=<task>")
+        path = cut_checkpoint(str(cfg.ckpt_path), str(cfg.output), task)
+        print(f"cut the {task} model of '{cfg.ckpt_path}' into '{path}'")
+        return path
     if repo_id:
         from vpd_lightning.hub import check_can_push, push_to_hub
 

@@ -311,6 +311,13 @@ class Predictor:
         from vpd_lightning.backbone.diffusion_backbone import resolve_dtype
 
         self.task = task_of(model)
+        if self.task == "multitask":
+            from vpd_lightning.export import TaskNotInCheckpointError
+
+            raise TaskNotInCheckpointError(
+                f"a multi-task model ({', '.join(model.task_names)}) predicts one task at a time: choose it with "
+                "task=<name> (Predictor.from_pretrained(path, task=...))"
+            )
         self.spec = dict(getattr(model, "vpd_config", None) or {})
         stored = self.spec.get("predict") or {}
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

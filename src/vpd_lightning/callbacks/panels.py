@@ -82,6 +82,7 @@ class PredictionPanels(Callback):
             folder.mkdir(parents=True, exist_ok=True)
             for name, image in panels.items():
                 path = folder / f"{name}_step{step:07d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)  # multi-task panels: <task>/<picture>
                 image.save(path)
                 self.written.append(path)
             if rows:

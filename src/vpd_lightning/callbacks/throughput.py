@@ -66,6 +66,9 @@ def _batch_size(batch) -> int:
         image = batch.get("image")
         if isinstance(image, torch.Tensor):
             return int(image.shape[0])
+        tasks = [v for v in batch.values() if isinstance(v, dict)]
+        if tasks:  # a multi-task step ({task: batch}): the images of every task
+            return sum(_batch_size(v) for v in tasks)
         batch = list(batch.values())
     if isinstance(batch, (list, tuple)):
         for item in batch:

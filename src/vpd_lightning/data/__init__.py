@@ -2,6 +2,7 @@
 
 from vpd_lightning.data.ade20k import ADE20K_CLASSES, ADE20KDataModule, ADE20KDataset, SegmentationFolderDataset
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
+from vpd_lightning.data.multitask import MultiTaskDataModule
 from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES, NYUv2DataModule, NYUv2Dataset, scene_class_id
 from vpd_lightning.data.refcoco import REFER_SPLITS, RefCOCODataModule, RefCOCODataset, decode_mask
 
@@ -12,6 +13,7 @@ __all__ = [
     "ADE20KDataset",
     "DataFormatError",
     "DatasetNotFoundError",
+    "MultiTaskDataModule",
     "NYUv2DataModule",
     "NYUv2Dataset",
     "REFER_SPLITS",

@@ -158,10 +158,13 @@ class DepthEstimationTask(VPDTask):
         return torch.cat(chunks)
 
     # ------------------------------------------------------------------------------------------ steps
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        """The SiLog loss of one training batch (also the multi-task model's depth loss)."""
+        return self.criterion(self(batch["image"], batch["class_id"]), batch["depth"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        pred = self(batch["image"], batch["class_id"])
-        loss = self.criterion(pred, batch["depth"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
     def _eval_step(self, batch: dict, metrics: DepthMetrics, batch_idx: int) -> torch.Tensor:

@@ -104,10 +104,13 @@ class ReferringSegmentationTask(VPDTask):
     def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, mask, weight=self.class_weights)
 
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        """The weighted cross-entropy of one training batch (also the multi-task model's referring loss)."""
+        return self.loss(self(batch["image"], batch["input_ids"], batch.get("attention_mask")), batch["mask"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"], batch["input_ids"], batch.get("attention_mask"))
-        loss = self.loss(logits, batch["mask"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
     def _eval_step(self, batch: dict, metrics: ReferringMetrics, batch_idx: int) -> None:

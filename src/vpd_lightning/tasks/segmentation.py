@@ -152,8 +152,12 @@ class SemanticSegmentationTask(VPDTask):
         valid = (label != self.hparams.ignore_index).sum().clamp(min=1)
         return per_pixel.sum() / valid
 
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        """The cross-entropy of one training batch (also the multi-task model's segmentation loss)."""
+        return self.loss(self(batch["image"]), batch["label"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["label"])
+        loss = self.training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 

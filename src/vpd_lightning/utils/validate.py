@@ -201,8 +201,37 @@ def _check_crop(cfg: DictConfig, report: Callable[[str, str, Any], None]) -> Non
         report("data.crop_size", "two integers >= 1", crop)
 
 
+def _multitask_problems(cfg: DictConfig) -> list[str]:
+    """A multi-task config: each trained task's ``model.<task>`` / ``data.<task>`` checked as a single-task one."""
+    from omegaconf import OmegaConf
+
+    from vpd_lightning.data.multitask import check_task_list
+
+    tasks = check_task_list(list(_get(cfg, "multitask.tasks") or []) or None)
+    problems = []
+    for task in tasks:
+        if _get(cfg, f"data.{task}") in (_ABSENT, None) or _get(cfg, f"model.{task}") in (_ABSENT, None):
+            continue  # the data module / model reports the missing task by name
+        model = OmegaConf.to_container(cfg.model[task], resolve=False)
+        data = OmegaConf.to_container(cfg.data[task], resolve=False)
+        for key in ("backbone", "class_embeddings", "text_encoder", "class_names", "max_tokens"):
+            model.pop(key, None)
+        for key in ("root", "tokenizer", "class_names"):
+            data.pop(key, None)
+        trainer = OmegaConf.to_container(cfg.trainer, resolve=False)
+        view = OmegaConf.create({"model": model, "data": data, "trainer": trainer, "mode": cfg.get("mode", "max")})
+        for problem in config_problems(view):
+            for group in ("model", "data"):
+                if problem.startswith(f"{group}."):
+                    problem = f"{group}.{task}." + problem[len(group) + 1 :]
+            problems.append(problem)
+    return problems
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every invalid option of ``cfg`` (see the module docstring)."""
     problems = config_problems(cfg)
+    if str(_get(cfg, "model._target_")).endswith("MultiTaskModel"):
+        problems += _multitask_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
