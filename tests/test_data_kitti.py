@@ -11,7 +11,8 @@ from PIL import Image
 from tiny_config import make_cfg, tiny_task
 
 from vpd_lightning.data import DataFormatError, DatasetNotFoundError, DepthFolderDataModule, KITTIDataModule
-from vpd_lightning.data.generate_kitti import generate_depth_folder, generate_kitti
+from vpd_lightning.data.generate_folders import generate_depth_folder
+from vpd_lightning.data.generate_kitti import generate_kitti
 from vpd_lightning.data.kitti import KITTIDataset
 
 # tiny KITTI: 40x104 images, a 32x96 "KB crop" (bottom 32 rows, columns 4:100), 32x48 training crops

@@ -6,6 +6,7 @@ from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.kitti import KITTI_SCENE_CLASSES, KITTIDataModule, KITTIDataset
 from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES, NYUv2DataModule, NYUv2Dataset, scene_class_id
 from vpd_lightning.data.refcoco import REFER_SPLITS, RefCOCODataModule, RefCOCODataset, decode_mask
+from vpd_lightning.data.referring_folder import ReferringFolderDataModule, ReferringFolderDataset
 
 __all__ = [
     "ADE20K_CLASSES",
@@ -24,6 +25,8 @@ __all__ = [
     "REFER_SPLITS",
     "RefCOCODataModule",
     "RefCOCODataset",
+    "ReferringFolderDataModule",
+    "ReferringFolderDataset",
     "SegmentationFolderDataset",
     "decode_mask",
     "scene_class_id",

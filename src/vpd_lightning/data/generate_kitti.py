@@ -1,4 +1,4 @@
-"""Small synthetic KITTI depth (Eigen split) in the BTS / GLPDepth layout, and a depth folder data set.
+"""Small synthetic KITTI depth (Eigen split) in the BTS / GLPDepth layout.
 
 KITTI layout (``root`` is the ``kitti`` folder; see :mod:`vpd_lightning.data.kitti`)::
 
@@ -11,13 +11,9 @@ KITTI layout (``root`` is the ``kitti`` folder; see :mod:`vpd_lightning.data.kit
 The pictures are the NYUv2 generator's rendered rooms with their depth scaled x8 (up to ~79 m) and made sparse as
 KITTI's projected LiDAR: no measurement in the top third and on ~60 % of the rest.
 
-Depth folder layout (:mod:`vpd_lightning.data.depth_folder`): ``<root>/{train,test}/images/NNNN.jpg`` +
-``depth/NNNN.png`` (16-bit millimetres) or ``.npy`` (metres).
-
 CLI::
 
-    python -m vpd_lightning.data.generate_kitti kitti --root DIR [--num-train N --num-test N --height H --width W]
-    python -m vpd_lightning.data.generate_kitti folder --root DIR [--npy ...]
+    python -m vpd_lightning.data.generate_kitti --root DIR [--num-train N --num-test N --height H --width W]
 """
 
 from __future__ import annotations
@@ -32,15 +28,15 @@ from PIL import Image
 
 from vpd_lightning.data.generate import render_room
 
-__all__ = ["KITTI_FOCAL", "generate_depth_folder", "generate_kitti"]
+__all__ = ["KITTI_FOCAL", "generate_kitti"]
 
 KITTI_FOCAL = "721.5377"  # the focal-length column of BTS's list files (2011_09_26)
 _DEPTH_FACTOR = 8.0  # rendered rooms reach 9.9 m: x8 brings them near KITTI's 80 m
 _MARKER = ".generator.json"
-_SCENES = ("living_room", "kitchen", "office", "bedroom")
+SCENES = ("living_room", "kitchen", "office", "bedroom")
 
 
-def _done(root: Path, config: dict) -> bool:
+def generator_done(root: Path, config: dict) -> bool:
     try:
         marker = json.loads((root / _MARKER).read_text())
     except (OSError, ValueError):
@@ -65,7 +61,7 @@ def generate_kitti(
     """
     root = Path(root)
     config = dict(dataset="kitti", num_train=num_train, num_test=num_test, height=height, width=width, seed=seed)
-    if _done(root, config):
+    if generator_done(root, config):
         return root
     if num_train < 1 or num_test < 1 or height < 32 or width < 32:
         raise ValueError("generate_kitti: num_train, num_test >= 1 and height, width >= 32 expected")
@@ -80,7 +76,7 @@ def generate_kitti(
             image_rel = f"{date}/{drive}/image_02/data/{frame}"
             depth_rel = f"{drive}/proj_depth/groundtruth/image_02/{frame}"
             rng = np.random.default_rng([seed, split_id, j])
-            rgb, depth = render_room(height, width, rng, _SCENES[j % len(_SCENES)], holes=False)
+            rgb, depth = render_room(height, width, rng, SCENES[j % len(SCENES)], holes=False)
             (root / "input" / image_rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).save(root / "input" / image_rel)
             if split == "test" and j == count:  # an image of the list without annotated depth
@@ -95,65 +91,18 @@ def generate_kitti(
     return root
 
 
-def generate_depth_folder(
-    root: str | Path,
-    num_train: int = 8,
-    num_test: int = 4,
-    height: int = 64,
-    width: int = 80,
-    seed: int = 0,
-    npy: bool = False,
-    masks: bool = False,
-) -> Path:
-    """Write a depth folder data set: ``{train,test}/images/NNNN.jpg`` + ``depth/NNNN.png`` (16-bit mm) or
-    ``.npy`` (metres); with ``masks`` also ``masks/NNNN.png`` (255 = valid, the left tenth 0)."""
-    root = Path(root)
-    config = dict(dataset="depth_folder", n=[num_train, num_test], size=[height, width], seed=seed, npy=npy, m=masks)
-    if _done(root, config):
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    (root / _MARKER).write_text(json.dumps({"config": config, "complete": False}))
-    for split_id, (split, count) in enumerate((("train", num_train), ("test", num_test))):
-        for sub in ("images", "depth") + (("masks",) if masks else ()):
-            (root / split / sub).mkdir(parents=True, exist_ok=True)
-        for j in range(count):
-            rgb, depth = render_room(height, width, np.random.default_rng([seed, 7, split_id, j]), _SCENES[j % 4])
-            name = f"{j:04d}"
-            Image.fromarray(rgb).save(root / split / "images" / f"{name}.jpg", quality=95)
-            if npy:
-                np.save(root / split / "depth" / f"{name}.npy", depth.astype(np.float32))
-            else:
-                Image.fromarray(np.rint(depth * 1000).astype(np.uint16)).save(root / split / "depth" / f"{name}.png")
-            if masks:
-                mask = np.full((height, width), 255, np.uint8)
-                mask[:, : width // 10] = 0
-                Image.fromarray(mask).save(root / split / "masks" / f"{name}.png")
-    (root / _MARKER).write_text(json.dumps({"config": config, "complete": True}))
-    return root
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vpd_lightning.data.generate_kitti", description=__doc__.split("\n")[0]
     )
-    sub = parser.add_subparsers(dest="what", required=True)
-    for name, h, w in (("kitti", 375, 1242), ("folder", 64, 80)):
-        p = sub.add_parser(name)
-        p.add_argument("--root", required=True, type=Path)
-        p.add_argument("--num-train", type=int, default=8)
-        p.add_argument("--num-test", type=int, default=4)
-        p.add_argument("--height", type=int, default=h)
-        p.add_argument("--width", type=int, default=w)
-        p.add_argument("--seed", type=int, default=0)
-        if name == "folder":
-            p.add_argument("--npy", action="store_true", help="depth as .npy arrays of metres")
-            p.add_argument("--masks", action="store_true", help="also write valid-pixel masks")
+    parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("--num-train", type=int, default=8)
+    parser.add_argument("--num-test", type=int, default=4)
+    parser.add_argument("--height", type=int, default=375)
+    parser.add_argument("--width", type=int, default=1242)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sizes = dict(num_train=args.num_train, num_test=args.num_test, height=args.height, width=args.width, seed=args.seed)
-    if args.what == "kitti":
-        print(generate_kitti(args.root, **sizes))
-    else:
-        print(generate_depth_folder(args.root, **sizes, npy=args.npy, masks=args.masks))
+    print(generate_kitti(args.root, args.num_train, args.num_test, args.height, args.width, args.seed))
     return 0
 
 
