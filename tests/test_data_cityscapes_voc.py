@@ -134,3 +134,29 @@ def test_cityscapes_fit_then_evaluate(cs_root, tiny_sd_dir, tmp_path):
     best = objects["trainer"].checkpoint_callback.best_model_path
     evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={Path(best)}"]))
     assert evaluated["test/miou"] == pytest.approx(metrics["test/miou"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_voc_fit_then_evaluate(voc_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.train import train
+
+    overrides = [
+        *tiny_task("segmentation", voc_root, tiny_sd_dir, tmp_path),
+        "experiment=voc2012_vpd",
+        "data.crop_size=[48,48]",
+        "model.crop_size=[48,48]",
+        "model.stride=[32,32]",
+        "trainer=cpu",
+        "data.batch_size=2",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
+    metrics, objects = train(make_cfg(overrides))
+    assert objects["model"].num_classes == 21 and "aeroplane" in objects["model"].per_class_table
+    best = objects["trainer"].checkpoint_callback.best_model_path
+    evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={Path(best)}"]))
+    assert evaluated["test/miou"] == pytest.approx(metrics["test/miou"], abs=1e-6)

@@ -97,7 +97,7 @@ def test_folder_pairs_by_name_png_and_npy_agree(folder_root, tmp_path):
     npy = DepthFolderDataModule(npy_root, max_depth=10.0)
     png.setup("test"), npy.setup("test")
     a, b = png.test_set[1], npy.test_set[1]
-    assert a["filename"] == "images_0001.jpg" and a["depth"].shape == (1, 48, 64)
+    assert a["filename"] == "0001.jpg" and a["depth"].shape == (1, 48, 64)
     # the PNG holds rounded millimetres of the same metres the .npy holds
     assert torch.allclose(a["depth"], b["depth"], atol=0.5e-3 + 1e-6)
 
@@ -180,4 +180,28 @@ def test_kitti_fit_then_evaluate_with_both_protocols(kitti_root, tiny_sd_dir, tm
     affine = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}", "depth.protocol=affine_invariant"]))
     # the least-squares fit cannot be worse than no fit in the squared error it minimises (before clipping)
     assert affine["test/abs_rel"] != evaluated["test/abs_rel"]
+    assert affine["test/rmse"] <= evaluated["test/rmse"] + 1e-9
+
+
+@pytest.mark.slow
+def test_depth_folder_fit_then_evaluate(folder_root, tiny_sd_dir, tmp_path):
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.train import train
+
+    overrides = [
+        *tiny_task("depth", folder_root, tiny_sd_dir, tmp_path),
+        "data=depth_folder",
+        "data.crop_size=[48,48]",
+        "data.class_names=[room]",
+        "data.batch_size=2",
+        "model.eigen_crop=false",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        f"paths.output_dir={tmp_path / 'out'}",
+    ]
+    metrics, objects = train(make_cfg(overrides))
+    best = Path(objects["trainer"].checkpoint_callback.best_model_path)
+    evaluated = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}"]))
+    assert evaluated["test/rmse"] == pytest.approx(metrics["test/rmse"], rel=1e-5)
+    affine = evaluate(make_cfg([*overrides, "train=false", f"ckpt_path={best}", "depth.protocol=affine_invariant"]))
     assert affine["test/rmse"] <= evaluated["test/rmse"] + 1e-9

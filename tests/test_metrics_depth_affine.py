@@ -122,3 +122,16 @@ def test_depth_protocol_option_reaches_the_model_config():
 
     bad = make_cfg(["task=depth", "depth.protocol=zero_shot"])
     assert any(p.startswith("depth.protocol must be") for p in config_problems(bad))
+
+
+def test_new_depth_data_options_are_validated():
+    from tiny_config import make_cfg
+
+    from vpd_lightning.utils.validate import config_problems
+
+    cfg = make_cfg(["experiment=kitti_vpd", "data.kb_crop=[352]", "model.eval_crop=garg"])
+    problems = config_problems(cfg)
+    assert any(p.startswith("data.kb_crop must be") for p in problems)
+    assert any(p.startswith("model.eval_crop must be") for p in problems)
+    cfg = make_cfg(["task=depth", "data=depth_folder", "data.depth_scale=0"])
+    assert any(p.startswith("data.depth_scale must be > 0") for p in config_problems(cfg))

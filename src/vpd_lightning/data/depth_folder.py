@@ -162,8 +162,8 @@ class DepthPairsDataset(Dataset):
     """Image + metric-depth pairs: the samples of :class:`~vpd_lightning.data.NYUv2Dataset`'s kind.
 
     Samples: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``, ``depth`` float32 ``[1, H, W]`` in metres (0 = no
-    measurement), ``class_id`` int64, ``filename``. Training (``augment``): flip, random crop to ``crop_size``,
-    photometric jitter (the NYUv2 pipeline without CutDepth).
+    measurement), ``class_id`` int64, ``filename`` (the image's name). Training (``augment``): flip, random crop
+    to ``crop_size``, photometric jitter (the NYUv2 pipeline without CutDepth).
 
     Args:
         pairs: ``(image, depth)`` paths.
@@ -198,7 +198,7 @@ class DepthPairsDataset(Dataset):
         self.kb_crop = None if kb_crop is None else (int(kb_crop[0]), int(kb_crop[1]))
         self.augment = bool(augment)
         self.transform = NYUTrainAugment(tuple(crop_size), photometric=photometric) if augment else None
-        self.keys = [f"{rgb.parent.name}_{rgb.name}" for rgb, _ in self.pairs]
+        self.keys = [rgb.name for rgb, _ in self.pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)

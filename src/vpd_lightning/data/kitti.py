@@ -16,7 +16,9 @@ do. Depth PNGs are 16-bit, value / 256 = metres, 0 = no measurement (``gt_depth`
 Both splits are first cut to the KB crop (Uhrig et al.; the bottom 352 rows and the centred 1216 columns), the
 training split then randomly cropped to ``crop_size`` (GLPDepth: 352 x 704) with flip and colour jitter.
 Evaluation (model options, see ``conf/experiment/kitti_vpd.yaml``): 1e-3 < depth < 80 m, the Garg crop
-(``model.eval_crop=kitti_garg``; ``kitti_eigen`` as an option), the nine metrics per image averaged.
+(``model.eval_crop=kitti_garg``; ``kitti_eigen`` as an option), the nine metrics per image averaged. As in
+GLPDepth, the crop's fractions apply to the KB-cropped 352 x 1216 ground truth (BTS pastes the prediction back
+into the full 375 x 1242 frame and applies them there: a band a few rows higher).
 
 Prompts: one class per drive. ``class_names`` default to ``["road"]`` (every image the same prompt); with
 ``scene_file`` (lines ``<drive> <class>``, e.g. the KITTI raw categories ``city``, ``residential``, ``road``,
