@@ -113,7 +113,8 @@ def _tiny_sd(path: str) -> str:
 
 
 def _class_names(dataset: str) -> list[str]:
-    """``${vpd_class_names:ade20k}`` / ``${vpd_class_names:nyuv2}``: a data set's class list, in label order."""
+    """``${vpd_class_names:ade20k}`` (``nyuv2``, ``cityscapes``, ``voc2012``): a data set's class list, in label
+    order."""
     if dataset == "ade20k":
         from vpd_lightning.data.generate import ADE20K_CLASSES
 
@@ -122,7 +123,15 @@ def _class_names(dataset: str) -> list[str]:
         from vpd_lightning.data.nyuv2 import NYU_SCENE_CLASSES
 
         return list(NYU_SCENE_CLASSES)
-    raise ValueError(f"vpd_class_names: unknown data set '{dataset}' (ade20k or nyuv2)")
+    if dataset == "cityscapes":
+        from vpd_lightning.data.cityscapes import CITYSCAPES_CLASSES
+
+        return list(CITYSCAPES_CLASSES)
+    if dataset == "voc2012":
+        from vpd_lightning.data.voc import VOC_CLASSES
+
+        return list(VOC_CLASSES)
+    raise ValueError(f"vpd_class_names: unknown data set '{dataset}' (ade20k, nyuv2, cityscapes or voc2012)")
 
 
 def _hydra_multirun():

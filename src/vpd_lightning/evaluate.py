@@ -1,7 +1,8 @@
 """Evaluation entry point: ``python -m vpd_lightning.evaluate task=depth ckpt_path=...``.
 
 Runs the task's test protocol (for depth: full images, two shifted windows with flips, Eigen crop,
-1e-3..10 m, per-image metrics averaged) on the checkpoint and prints the metrics table.
+1e-3..10 m, per-image metrics averaged; ``depth.protocol=affine_invariant`` for the zero-shot protocol, see
+:mod:`vpd_lightning.metrics.depth`) on the checkpoint and prints the metrics table.
 """
 
 from __future__ import annotations

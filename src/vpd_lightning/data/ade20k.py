@@ -52,6 +52,7 @@ class SegmentationFolderDataset(Dataset):
         reduce_zero_label: 0 -> 255 and k -> k-1 (ADE20K).
         train: augment (training pipeline) or not (original images for evaluation).
         crop_size, img_scale, ratio_range, cat_max_ratio, photometric: the training pipeline.
+        pairs: ``(image, label)`` paths given directly (Cityscapes, VOC lists); the two folders are then unused.
     """
 
     def __init__(
@@ -67,15 +68,22 @@ class SegmentationFolderDataset(Dataset):
         cat_max_ratio: float = 0.75,
         photometric: bool = True,
         ignore_index: int = 255,
+        pairs: Sequence[tuple[Path, Path]] | None = None,
     ) -> None:
         self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
-        for folder in (self.image_dir, self.label_dir):
-            if not folder.is_dir():
-                raise DatasetNotFoundError(f"'{folder}' does not exist. Expected layout:\n{LAYOUT}")
-        self.images = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-        if not self.images:
-            raise DatasetNotFoundError(f"no images (*.jpg, *.png) in '{self.image_dir}'. Expected layout:\n{LAYOUT}")
-        self.labels = [self.label_dir / f"{p.stem}.png" for p in self.images]
+        if pairs is not None:
+            self.images = [Path(i) for i, _ in pairs]
+            self.labels = [Path(lab) for _, lab in pairs]
+        else:
+            for folder in (self.image_dir, self.label_dir):
+                if not folder.is_dir():
+                    raise DatasetNotFoundError(f"'{folder}' does not exist. Expected layout:\n{LAYOUT}")
+            self.images = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            if not self.images:
+                raise DatasetNotFoundError(
+                    f"no images (*.jpg, *.png) in '{self.image_dir}'. Expected layout:\n{LAYOUT}"
+                )
+            self.labels = [self.label_dir / f"{p.stem}.png" for p in self.images]
         missing = [(i, lab) for i, lab in zip(self.images, self.labels, strict=True) if not lab.is_file()]
         if missing:
             image, label = missing[0]

@@ -24,6 +24,21 @@ The protocol reproduced here is the one of ``eval_depth`` / ``cropping_img`` in 
   a value under the square root that is slightly negative because of rounding is clamped to 0).
 
 All computations are carried out in float64.
+
+**Affine-invariant (zero-shot) protocol** (``alignment="depth"`` or ``"disparity"``; Marigold's
+``eval.py``, also used by Lotus and E2E-FT): after the clean-up and before the metrics, each prediction is
+aligned to its ground truth by the least-squares scale ``s`` and shift ``t`` over the image's valid pixels (the
+same mask as above):
+
+* ``"depth"``: ``(s, t) = argmin sum (s * p + t - g)**2`` and ``p' = s * p + t``;
+* ``"disparity"``: the same fit between ``1 / p`` and ``1 / g``, then ``p' = 1 / max(s / p + t, 1e-3)``
+  (Marigold's floor on the aligned disparity); pixels where ``p <= 0`` are left out of the fit and count as
+  ``min_depth``;
+
+then ``p'`` is clipped to ``[min_depth, max_depth]`` (Marigold clips to the data set's range) and the nine
+metrics are computed on it as above, per image and averaged over images. AbsRel and d1 are the two that
+Marigold's tables report. The fit is the closed form of the 2x2 normal equations; an image whose valid
+prediction is constant (no scale can be fitted) gets ``s = 0`` and ``t`` = the mean target.
 """
 
 from __future__ import annotations
@@ -37,7 +52,19 @@ from torchmetrics import Metric
 
 from vpd_lightning.metrics._shapes import paired_bhw
 
-__all__ = ["DepthMetrics", "eigen_crop_mask"]
+__all__ = ["ALIGNMENTS", "DepthMetrics", "EVAL_CROPS", "align_scale_shift", "eigen_crop_mask", "eval_crop_mask"]
+
+#: the affine-invariant protocol's alignment spaces (``None``: the metric protocol, no alignment)
+ALIGNMENTS = ("depth", "disparity")
+#: evaluation crops by name (:func:`eval_crop_mask`)
+EVAL_CROPS = ("nyu_eigen", "kitti_garg", "kitti_eigen")
+_CROP_NAMES = {"nyu_eigen": "Eigen crop", "kitti_garg": "KITTI Garg crop", "kitti_eigen": "KITTI Eigen crop"}
+# Garg and Eigen crops of KITTI (BTS / GLPDepth ``eval_depth``), as fractions of the ground truth's size:
+# rows top:bottom, columns left:right of ``int(fraction * side)``.
+_KITTI_CROPS = {
+    "kitti_garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    "kitti_eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+}
 
 # Eigen crop of the NYUv2 test set, defined on the 480x640 raw resolution (end indices exclusive).
 _EIGEN_REF_HEIGHT = 480
@@ -77,6 +104,52 @@ def eigen_crop_mask(height: int, width: int, device: torch.device | str | None =
     return mask
 
 
+def eval_crop_mask(name: str, height: int, width: int, device: torch.device | str | None = None) -> Tensor:
+    """Boolean ``[H, W]`` mask of the named evaluation crop.
+
+    ``"nyu_eigen"``: :func:`eigen_crop_mask`. ``"kitti_garg"`` / ``"kitti_eigen"``: BTS's and GLPDepth's KITTI
+    crops, rows ``int(a * H):int(b * H)`` and columns ``int(c * W):int(d * W)`` with Garg's
+    ``(a, b, c, d) = (0.40810811, 0.99189189, 0.03594771, 0.96405229)`` and Eigen's
+    ``(0.3324324, 0.91351351, 0.0359477, 0.96405229)`` (on 352x1216: rows 143:349, columns 43:1172 for Garg).
+    """
+    if name == "nyu_eigen":
+        return eigen_crop_mask(height, width, device)
+    if name not in _KITTI_CROPS:
+        raise ValueError(f"evaluation crop must be one of {list(EVAL_CROPS)} or null, got '{name}'")
+    a, b, c, d = _KITTI_CROPS[name]
+    mask = torch.zeros(int(height), int(width), dtype=torch.bool, device=device)
+    mask[int(a * height) : int(b * height), int(c * width) : int(d * width)] = True
+    return mask
+
+
+def align_scale_shift(pred: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image least-squares ``(scale, shift)`` with ``scale * pred + shift ~ target`` on ``valid`` pixels.
+
+    Args:
+        pred, target: ``[B, H, W]`` (any float dtype; computed in float64).
+        valid: ``[B, H, W]`` boolean mask; an image without valid pixels gets ``(0, 0)``.
+
+    Returns:
+        ``scale`` and ``shift``, float64 ``[B]``: the closed-form solution of the normal equations
+        ``[[sum p^2, sum p], [sum p, n]] [s, t]^T = [sum p g, sum g]^T``; where the valid prediction is constant
+        (the system is singular) ``s = 0`` and ``t = mean(g)``.
+    """
+    w = valid.to(torch.float64)
+    p = torch.where(valid, pred.to(torch.float64), 0.0)
+    g = torch.where(valid, target.to(torch.float64), 0.0)
+    n = w.flatten(1).sum(1)
+    sp, sg = p.flatten(1).sum(1), g.flatten(1).sum(1)
+    spp, spg = (p * p).flatten(1).sum(1), (p * g).flatten(1).sum(1)
+    safe_n = n.clamp_min(1.0)
+    # centred sums: numerically kinder than n * spp - sp**2
+    var = spp - sp * sp / safe_n
+    cov = spg - sp * sg / safe_n
+    degenerate = var <= 1e-12 * spp.clamp_min(1e-300)
+    scale = torch.where(degenerate, torch.zeros_like(var), cov / torch.where(degenerate, torch.ones_like(var), var))
+    shift = (sg - scale * sp) / safe_n
+    return scale, shift
+
+
 class DepthMetrics(Metric):
     """Standard monocular depth metrics (d1, d2, d3, AbsRel, SqRel, RMSE, RMSE-log, log10, SILog).
 
@@ -102,7 +175,11 @@ class DepthMetrics(Metric):
             that replaces ``NaN`` predictions. Must be > 0.
         max_depth: Upper bound (exclusive) of valid ground-truth depth, in metres; also the value
             that replaces ``inf`` predictions. Must be > ``min_depth``.
-        eigen_crop: If ``True``, restrict the evaluation to the Eigen crop.
+        eigen_crop: If ``True``, restrict the evaluation to the (NYUv2) Eigen crop.
+        alignment: ``None`` (metric depth, the VPD protocol), or ``"depth"`` / ``"disparity"``: the
+            affine-invariant protocol (module docstring) with the least-squares fit in that space.
+        eval_crop: a named crop of :data:`EVAL_CROPS` (``"kitti_garg"``, ...); replaces ``eigen_crop``
+            when given (``eigen_crop=True`` is ``eval_crop="nyu_eigen"``).
         **kwargs: Forwarded to :class:`torchmetrics.Metric`.
 
     Example:
@@ -119,7 +196,15 @@ class DepthMetrics(Metric):
 
     METRIC_NAMES: tuple[str, ...] = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        eigen_crop: bool = False,
+        alignment: str | None = None,
+        eval_crop: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         min_depth = float(min_depth)
         max_depth = float(max_depth)
@@ -132,6 +217,16 @@ class DepthMetrics(Metric):
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.eigen_crop = bool(eigen_crop)
+        if alignment is not None and alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"DepthMetrics option `alignment` must be one of {list(ALIGNMENTS)} or None, got '{alignment}'"
+            )
+        self.alignment = alignment
+        if eval_crop is not None and eval_crop not in EVAL_CROPS:
+            raise ValueError(
+                f"DepthMetrics option `eval_crop` must be one of {list(EVAL_CROPS)} or None, got '{eval_crop}'"
+            )
+        self.eval_crop = eval_crop if eval_crop is not None else ("nyu_eigen" if self.eigen_crop else None)
 
         for name in self.METRIC_NAMES:
             self.add_state(f"{name}_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
@@ -157,8 +252,10 @@ class DepthMetrics(Metric):
         p = torch.where(torch.isnan(p), torch.full_like(p, self.min_depth), p)
 
         valid = (g > self.min_depth) & (g < self.max_depth)
-        if self.eigen_crop:
-            valid = valid & eigen_crop_mask(g.shape[-2], g.shape[-1], device=g.device)
+        if self.eval_crop is not None:
+            valid = valid & eval_crop_mask(self.eval_crop, g.shape[-2], g.shape[-1], device=g.device)
+        if self.alignment is not None:
+            p = self.align(p, g, valid)
 
         n = valid.flatten(1).sum(dim=1)  # [B] number of valid pixels per image
         keep = n > 0
@@ -195,6 +292,19 @@ class DepthMetrics(Metric):
             setattr(self, f"{name}_sum", state + per_image[name].sum().to(state))
         self.num_images = self.num_images + keep.sum().to(self.num_images)
 
+    def align(self, pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        """The affine-invariant protocol's aligned, clipped prediction ``[B, H, W]`` (module docstring)."""
+        if self.alignment == "depth":
+            scale, shift = align_scale_shift(pred, target, valid)
+            aligned = scale[:, None, None] * pred + shift[:, None, None]
+        else:  # disparity: fit 1/p to 1/g where both are positive, floor the aligned disparity at 1e-3
+            valid = valid & (pred > 0)
+            disp = 1.0 / torch.where(pred > 0, pred, torch.ones_like(pred))
+            scale, shift = align_scale_shift(disp, 1.0 / torch.where(valid, target, torch.ones_like(target)), valid)
+            aligned = 1.0 / (scale[:, None, None] * disp + shift[:, None, None]).clamp_min(1e-3)
+            aligned = torch.where(pred > 0, aligned, torch.full_like(aligned, self.min_depth))  # p <= 0: nearest
+        return aligned.clamp(self.min_depth, self.max_depth)
+
     def compute(self) -> dict[str, Tensor]:
         """Mean of the per-image metrics over all accumulated (valid) images.
 
@@ -208,7 +318,7 @@ class DepthMetrics(Metric):
             raise RuntimeError(
                 "DepthMetrics.compute: no valid image was seen (no image had a pixel with ground truth in the valid "
                 f"depth range {self.min_depth} < target < {self.max_depth}"
-                + (", inside the Eigen crop" if self.eigen_crop else "")
+                + (f", inside the {_CROP_NAMES[self.eval_crop]}" if self.eval_crop else "")
                 + ")"
             )
         count = self.num_images.to(torch.float64)

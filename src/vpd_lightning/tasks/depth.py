@@ -12,9 +12,13 @@ from torch import nn
 from vpd_lightning.backbone import DiffusionBackbone, TextAdapter
 from vpd_lightning.losses import SiLogLoss
 from vpd_lightning.metrics import DepthMetrics
+from vpd_lightning.metrics.depth import ALIGNMENTS
 from vpd_lightning.tasks.base import VPDTask
 
-__all__ = ["DepthEstimationTask", "shift_window_starts"]
+__all__ = ["PROTOCOLS", "DepthEstimationTask", "shift_window_starts"]
+
+#: evaluation protocols of ``depth.protocol``
+PROTOCOLS = ("metric", "affine_invariant")
 
 
 def shift_window_starts(height: int, width: int, shift_size: int = 2) -> list[int]:
@@ -54,6 +58,12 @@ class DepthEstimationTask(VPDTask):
             handles any multiple of 8), a deviation offered for speed.
         flip_test, shift_window_test, shift_size: the evaluation protocol (VPD: True, True, 2).
         eigen_crop: evaluate inside the Eigen crop (VPD: True).
+        eval_crop: a named evaluation crop (``"nyu_eigen"``, ``"kitti_garg"``, ``"kitti_eigen"``) that replaces
+            ``eigen_crop``; ``None`` keeps ``eigen_crop``.
+        protocol: ``"metric"`` (VPD) or ``"affine_invariant"``: the test metrics align each prediction to its
+            ground truth by least-squares scale and shift first (Marigold's zero-shot protocol, see
+            :mod:`vpd_lightning.metrics.depth`). Validation, which selects the best epoch, stays metric.
+        alignment: the space of that fit, ``"depth"`` or ``"disparity"``.
     """
 
     monitor = "val/rmse"
@@ -77,6 +87,9 @@ class DepthEstimationTask(VPDTask):
         shift_window_test: bool = True,
         shift_size: int = 2,
         eigen_crop: bool = True,
+        eval_crop: str | None = None,
+        protocol: str = "metric",
+        alignment: str = "depth",
     ) -> None:
         super().__init__(backbone, optimizer, scheduler, unet_lr_mult)
         self.save_hyperparameters(ignore=["backbone", "head", "class_embeddings", "optimizer", "scheduler"])
@@ -88,6 +101,10 @@ class DepthEstimationTask(VPDTask):
             )
         if input_padding is not None and input_padding % 8:
             raise ValueError(f"model.input_padding must be a multiple of 8 or null, got {input_padding}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"depth.protocol must be one of {list(PROTOCOLS)}, got '{protocol}'")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"depth.alignment must be one of {list(ALIGNMENTS)}, got '{alignment}'")
         if shift_size < 1:
             raise ValueError(f"model.shift_size must be >= 1, got {shift_size}")
         self.register_buffer("class_embeddings", class_embeddings)
@@ -95,8 +112,14 @@ class DepthEstimationTask(VPDTask):
         self.head = head(in_channels=backbone.out_channels(1), max_depth=max_depth)
         self.criterion = SiLogLoss(silog_lambda, sync=silog_sync)
         self.input_padding = input_padding
-        self.val_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
-        self.test_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop)
+        self.val_metrics = DepthMetrics(min_depth, max_depth, eigen_crop=eigen_crop, eval_crop=eval_crop)
+        self.test_metrics = DepthMetrics(
+            min_depth,
+            max_depth,
+            eigen_crop=eigen_crop,
+            eval_crop=eval_crop,
+            alignment=alignment if protocol == "affine_invariant" else None,
+        )
         self.examples: list[dict[str, torch.Tensor]] = []  # a few validation predictions, for pictures
 
     # ------------------------------------------------------------------------------------------ model

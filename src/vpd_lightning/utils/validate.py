@@ -133,6 +133,14 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.silog_lambda": (_fraction, "in [0, 1]"),
     "model.input_padding": (_side, "null or a positive multiple of 8"),
     "model.shift_size": (_int_at_least(1), "an integer >= 1"),
+    "depth.protocol": (lambda v: v in ("metric", "affine_invariant"), "'metric' or 'affine_invariant'"),
+    "depth.alignment": (lambda v: v in ("depth", "disparity"), "'depth' or 'disparity'"),
+    "model.eval_crop": (
+        lambda v: v in ("nyu_eigen", "kitti_garg", "kitti_eigen"),
+        "null, nyu_eigen, kitti_garg or kitti_eigen",
+    ),
+    "data.depth_scale": (_positive, "> 0 (16-bit PNG value per metre)"),
+    "data.kb_crop": (_pair(_int_at_least(1)), "null or two integers >= 1 (height, width)"),
     # segmentation
     "model.crop_size": (_pair(_side), "two positive multiples of 8 (the VAE's stride)"),
     "model.stride": (_pair(_int_at_least(1)), "two integers >= 1"),
