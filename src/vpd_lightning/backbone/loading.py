@@ -237,7 +237,9 @@ def load_vae(source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "vae"
 def _has_second_encoder(source: str | os.PathLike) -> bool:
     """Whether a local diffusers folder holds SDXL's ``text_encoder_2/``."""
     source = str(source)
-    return not is_single_file(source) and _looks_local(source) and (Path(source).expanduser() / "text_encoder_2").is_dir()
+    return (
+        not is_single_file(source) and _looks_local(source) and (Path(source).expanduser() / "text_encoder_2").is_dir()
+    )
 
 
 def _pad_token_id(folder: Path, default: int = 0) -> int:

@@ -56,7 +56,11 @@ class DualTextEncoder(nn.Module):
     """
 
     def __init__(
-        self, text_encoder: nn.Module, text_encoder_2: nn.Module, pad_token_id_2: int = 0, eos_token_id: int | None = None
+        self,
+        text_encoder: nn.Module,
+        text_encoder_2: nn.Module,
+        pad_token_id_2: int = 0,
+        eos_token_id: int | None = None,
     ) -> None:
         super().__init__()
         if text_encoder.config.vocab_size != text_encoder_2.config.vocab_size:

@@ -69,7 +69,9 @@ TINY_TEXT_CONFIG = dict(
 TINY_FAMILY_CONFIGS: dict[str, dict] = {
     "sd15": {"unet": TINY_UNET_CONFIG, "text": {"text_encoder": (TINY_TEXT_CONFIG, "<|endoftext|>")}},
     "sd2": {
-        "unet": dict(TINY_UNET_CONFIG, cross_attention_dim=48, attention_head_dim=(2, 4, 8, 8), use_linear_projection=True),
+        "unet": dict(
+            TINY_UNET_CONFIG, cross_attention_dim=48, attention_head_dim=(2, 4, 8, 8), use_linear_projection=True
+        ),
         "text": {"text_encoder": (dict(TINY_TEXT_CONFIG, hidden_size=48, projection_dim=24, hidden_act="gelu"), "!")},
     },
     "sdxl": {
