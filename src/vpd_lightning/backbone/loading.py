@@ -159,7 +159,7 @@ def _shipped_tokenizer(folder: Path):
 
     from transformers import CLIPTokenizer
 
-    if (folder / "vocab.json").is_file():
+    if (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file():
         return CLIPTokenizer.from_pretrained(str(folder))
     config = folder / "tokenizer_config.json"
     pad = json.loads(config.read_text()).get("pad_token", "<|endoftext|>") if config.is_file() else "<|endoftext|>"
