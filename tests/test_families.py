@@ -158,13 +158,20 @@ def test_wrong_family_and_context_width_are_refused(tiny_family_dir):
     task.on_load_checkpoint({"vpd_config": {"backbone": {"family": "sd21_base"}}})  # same topology: a fine-tune
 
 
-def test_backbone_configs_compose(monkeypatch):
+def test_backbone_configs_compose(monkeypatch, tmp_path):
     for variable in ("VPD_SD_PATH", "VPD_SD21_PATH", "VPD_SD21_BASE_PATH", "VPD_SDXL_PATH"):
         monkeypatch.delenv(variable, raising=False)
     for family in FAMILIES:
         cfg = make_cfg([f"backbone={family}", "task=segmentation", "data.root=/nonexistent"])
         assert cfg.backbone.family == family and cfg.sd_path == FAMILIES[family].hub_id
         assert cfg.model.class_embeddings.family == family
+    # tiny_<family>: the resolver writes the tiny folder of that topology once, loaded like real weights
+    cfg = make_cfg(["backbone=tiny_sdxl", "task=depth", "data.root=/nonexistent", f"paths.cache_dir={tmp_path}"])
+    assert cfg.backbone.family == "sdxl" and cfg.backbone.pretrained_model_name_or_path == str(tmp_path / "tiny-sdxl")
+    assert (tmp_path / "tiny-sdxl" / "text_encoder_2" / "config.json").is_file()
+    index = json.loads((tmp_path / "tiny-sdxl" / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    assert index["tokenizer_2"] == ["transformers", "CLIPTokenizer"]
 
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
@@ -204,3 +211,21 @@ def test_train_step_and_prediction(task, family, tiny_family_dir, nyu_root, ade_
     assert result.shape == IMAGE.shape[:2]
     if task == "depth":
         assert np.isfinite(result).all() and (result > 0).all() and (result < 10).all()
+
+
+def test_memory_counts_per_family_on_meta():
+    """``vpd_lightning.memory`` builds each family full size on the meta device: SDXL's referring model holds both
+    frozen text encoders (CLIP ViT-L 123.1 M + OpenCLIP ViT-bigG 694.7 M) and the 2,567.5 M-parameter UNet."""
+    from vpd_lightning.memory import build_sd15_model, count_training_bytes
+
+    model = build_sd15_model(make_cfg(["backbone=sdxl", "task=referring"]))
+    assert isinstance(model.text_encoder, DualTextEncoder) and next(model.parameters()).is_meta
+    assert sum(p.numel() for p in model.text_encoder.parameters()) == 123_060_480 + 694_659_840
+    assert sum(p.numel() for p in model.backbone.unet.parameters()) == UNET_PARAMS["sdxl"]
+    count = count_training_bytes(model, "adamw")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert count.trainable_params == sum(p.numel() for p in trainable)
+    assert count.frozen_params >= 817_720_320  # the text encoders (and the VAE) are frozen
+    # fp32 AdamW: 4 bytes of gradient and 8 of state per trainable element, plus a 4-byte step per tensor
+    assert count.grad_bytes == 4 * count.trainable_params
+    assert count.optimizer_bytes == 8 * count.trainable_params + 4 * len(trainable)
