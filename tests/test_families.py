@@ -118,7 +118,7 @@ def _config_dir_width(root) -> int:
 def test_sdxl_text_side_is_both_penultimate_layers(tiny_family_dir):
     root = tiny_family_dir("sdxl")
     encoder = load_text_encoder(str(root), family="sdxl")
-    assert isinstance(encoder, DualTextEncoder) and encoder.config.hidden_size == 64
+    assert isinstance(encoder, DualTextEncoder) and encoder.config.hidden_size == 80
     assert isinstance(load_text_encoder(str(root)), DualTextEncoder)  # text_encoder_2/ found without being told
     tokenizer = load_tokenizer(str(root), vocab_size=encoder.config.vocab_size)
     tokenizer_2 = load_tokenizer(str(root), "tokenizer_2", vocab_size=encoder.config.vocab_size)
@@ -141,7 +141,7 @@ def test_wrong_family_and_context_width_are_refused(tiny_family_dir):
 
     with pytest.raises(ValueError, match=r"backbone.family=sd21 .* is a sdxl UNet"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sdxl")), family="sd21")
-    with pytest.raises(ValueError, match=r"backbone.family=sdxl .* is a sd15 UNet"):
+    with pytest.raises(ValueError, match=r"backbone.family=sdxl \(Stable Diffusion XL base 1.0\) but .* is a sd15 UNet"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sd15")), family="sdxl")
     with pytest.raises(ValueError, match=r"attention=a64 .* sdxl UNet has no cross-attention at level\(s\) \[0\]"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sdxl")), attention="a64")
@@ -229,3 +229,52 @@ def test_memory_counts_per_family_on_meta():
     # fp32 AdamW: 4 bytes of gradient and 8 of state per trainable element, plus a 4-byte step per tensor
     assert count.grad_bytes == 4 * count.trainable_params
     assert count.optimizer_bytes == 8 * count.trainable_params + 4 * len(trainable)
+
+
+@pytest.fixture(scope="module")
+def family_single_files(tiny_family_dir, tmp_path_factory):
+    """The tiny SD 2.x and SDXL folders as original-layout single files (UNet, VAE, text encoders)."""
+    from ldm_layout import clip_to_ldm, clip_to_open_clip, unet_to_ldm, vae_to_ldm
+    from safetensors.torch import save_file
+
+    from vpd_lightning.backbone import load_unet, load_vae
+
+    files = {}
+    for family in ("sd21", "sdxl"):
+        root = tiny_family_dir(family)
+        unet, vae = load_unet(root), load_vae(root)
+        state = {"model.diffusion_model." + k: v for k, v in unet_to_ldm(unet.state_dict(), unet.config).items()}
+        state.update({"first_stage_model." + k: v for k, v in vae_to_ldm(vae.state_dict()).items()})
+        text = load_text_encoder(root, family=family)
+        if family == "sd21":
+            state.update(clip_to_open_clip(text.state_dict(), "cond_stage_model.model."))
+        else:
+            first = clip_to_ldm(text.text_encoder.state_dict())
+            state.update({k.replace("cond_stage_model.", "conditioner.embedders.0."): v for k, v in first.items()})
+            state.update(clip_to_open_clip(text.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+        path = tmp_path_factory.mktemp("single") / f"tiny-{family}.safetensors"
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, path)
+        files[family] = path
+    return files
+
+
+@pytest.mark.parametrize("family", ["sd21", "sdxl"])
+def test_single_file_checkpoints(family, family_single_files, tiny_family_dir):
+    """An original single file loads through the same path as the folder, with identical weights; its tokenizer
+    is the family's (SD 2.x: padded with "!", id 0) when no configuration folder is given."""
+    root, path = tiny_family_dir(family), family_single_files[family]
+    from_file = DiffusionBackbone.from_pretrained(str(path), family=family, single_file_config=str(root))
+    from_folder = DiffusionBackbone.from_pretrained(str(root), family=family)
+    for a, b in ((from_file.unet, from_folder.unet), (from_file.vae, from_folder.vae)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    text_file = load_text_encoder(str(path), family=family, single_file_config=str(root))
+    text_folder = load_text_encoder(str(root), family=family)
+    sa, sb = text_file.state_dict(), text_folder.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), family
+    assert len(load_tokenizer(str(path), single_file_config=str(root))) == 514  # the folder's byte-level one
+    shipped = load_tokenizer(str(path))
+    assert len(shipped) == 49408 and shipped.pad_token_id == (0 if family == "sd21" else 49407)
+    named = "sd21 / sd21_base" if family == "sd21" else "sdxl"
+    with pytest.raises(ValueError, match=f"backbone.family=sd15 .* is a {named} UNet"):
+        DiffusionBackbone.from_pretrained(str(path), family="sd15", single_file_config=str(root))

@@ -120,8 +120,9 @@ def check_family(name: str | None, config: Any, where: str = "the UNet") -> str:
         return found
     family = get_family(name)
     if family.topology != FAMILIES[found].topology:
+        same = [f for f, info in FAMILIES.items() if info.topology == FAMILIES[found].topology]
         raise ValueError(
-            f"backbone.family={name} ({family.description}) but {where} is a {found} UNet ({describe_unet(config)}); "
-            f"choose backbone={found} or point sd_path at {name} weights"
+            f"backbone.family={name} ({family.description}) but {where} is a {' / '.join(same)} UNet "
+            f"({describe_unet(config)}); choose backbone={' or '.join(same)}, or point sd_path at {name} weights"
         )
     return name

@@ -22,6 +22,7 @@ __all__ = [
     "clip_tokenizer_from_bpe",
     "family_config_dir",
     "is_single_file",
+    "single_file_family",
     "load_text_encoder",
     "load_tokenizer",
     "load_unet",
@@ -152,6 +153,31 @@ def clip_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None, pad_toke
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77, pad_token=pad_token)
 
 
+def single_file_family(path: str | os.PathLike) -> str:
+    """The family of an original single-file checkpoint, from its text-encoder keys (only the key names are read:
+    ``safetensors`` headers, or a memory-mapped ``.ckpt``): ``sdxl`` (two embedders), ``sd21`` (OpenCLIP under
+    ``cond_stage_model.model.``) or ``sd15``; ``sd15`` when the file cannot be read."""
+    path = Path(path).expanduser()
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                keys = set(f.keys())
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            keys = set(state.get("state_dict", state))
+    except Exception:  # noqa: BLE001 - unreadable here: the loaders report it with the file name
+        return "sd15"
+    if "conditioner.embedders.1.model.positional_embedding" in keys:
+        return "sdxl"
+    if "cond_stage_model.model.token_embedding.weight" in keys:
+        return "sd21"
+    return "sd15"
+
+
 def _shipped_tokenizer(folder: Path):
     """A tokenizer folder of the component configurations: complete (``vocab.json``), or only its configuration
     files (``sd_configs/<family>``), completed with the shipped BPE vocabulary."""
@@ -179,7 +205,8 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file
             folder = Path(single_file_config).expanduser() / subfolder if single_file_config else None
             if folder is not None and folder.is_dir():
                 return _shipped_tokenizer(folder)
-            return clip_tokenizer_from_bpe()
+            # no configuration folder: the tokenizer of the file's family (SD 2.x pads with "!"), shipped
+            return _shipped_tokenizer(family_config_dir(single_file_family(source)) / subfolder)
         return _load_single_file(cls, source, subfolder, what, single_file_config, **kwargs)
     if _looks_local(source):
         folder = Path(source).expanduser()

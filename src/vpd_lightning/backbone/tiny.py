@@ -8,7 +8,7 @@ The topology is SD-1.x's (CrossAttnDownBlock2D x3 + DownBlock2D, UpBlock2D + Cro
 layers per block, an 8x VAE), only narrower; ``family="sd21"`` (or ``sd21_base``) gives SD 2.x's (linear
 projections, heads per level, a GELU text encoder, a tokenizer padding with ``!``) and ``family="sdxl"`` SDXL's
 (three levels, cross-attention in the lower two, 1-1-2 transformer layers, ``text_time`` added conditioning,
-``text_encoder_2``/``tokenizer_2``), each with its own context width (sd15 32, sd2 48, sdxl 32 + 32 = 64) so a
+``text_encoder_2``/``tokenizer_2``), each with its own context width (sd15 32, sd2 48, sdxl 32 + 48 = 80) so a
 component of one family never fits another. Every folder gets the family's ``model_index.json``.
 :func:`sd15_unet_config` gives the full-size SD-1.5 UNet configuration for shape tests and benchmarks with random
 weights.
@@ -82,7 +82,7 @@ TINY_FAMILY_CONFIGS: dict[str, dict] = {
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
             transformer_layers_per_block=(1, 1, 2),
             attention_head_dim=(2, 4, 4),
-            cross_attention_dim=64,
+            cross_attention_dim=80,
             use_linear_projection=True,
             addition_embed_type="text_time",
             addition_time_embed_dim=8,
@@ -90,7 +90,8 @@ TINY_FAMILY_CONFIGS: dict[str, dict] = {
         ),
         "text": {
             "text_encoder": (TINY_TEXT_CONFIG, "<|endoftext|>"),
-            "text_encoder_2": (dict(TINY_TEXT_CONFIG, hidden_act="gelu"), "!"),
+            # wider than text_encoder, as bigG (1280) is wider than ViT-L (768): single files tell them apart so
+            "text_encoder_2": (dict(TINY_TEXT_CONFIG, hidden_size=48, hidden_act="gelu"), "!"),
         },
     },
 }
