@@ -141,7 +141,7 @@ def test_wrong_family_and_context_width_are_refused(tiny_family_dir):
 
     with pytest.raises(ValueError, match=r"backbone.family=sd21 .* is a sdxl UNet"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sdxl")), family="sd21")
-    with pytest.raises(ValueError, match=r"backbone.family=sdxl \(Stable Diffusion XL base 1.0\) but .* is a sd15 UNet"):
+    with pytest.raises(ValueError, match=r"family=sdxl \(Stable Diffusion XL base 1.0\) but .* is a sd15 UNet"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sd15")), family="sdxl")
     with pytest.raises(ValueError, match=r"attention=a64 .* sdxl UNet has no cross-attention at level\(s\) \[0\]"):
         DiffusionBackbone.from_pretrained(str(tiny_family_dir("sdxl")), attention="a64")
