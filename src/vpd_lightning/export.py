@@ -620,6 +620,7 @@ def _model_card(config: dict, metrics: Mapping[str, float] | None, train_config:
         "text adapter, with a light task head.",
         "",
         f"- task: `{task}` (`{config['model_class']}`)",
+        f"- backbone family: `{config['backbone'].get('family', 'sd15')}`",
         f"- parameters: {n_params / 1e6:.2f} M",
         f"- UNet: block_out_channels {unet.get('block_out_channels')}, cross_attention_dim "
         f"{unet.get('cross_attention_dim')}; backbone attention maps: `{config['backbone']['attention']}`, "
