@@ -262,7 +262,10 @@ def family_single_files(tiny_family_dir, tmp_path_factory):
 def test_single_file_checkpoints(family, family_single_files, tiny_family_dir):
     """An original single file loads through the same path as the folder, with identical weights; its tokenizer
     is the family's (SD 2.x: padded with "!", id 0) when no configuration folder is given."""
+    from vpd_lightning.backbone.loading import single_file_family
+
     root, path = tiny_family_dir(family), family_single_files[family]
+    assert single_file_family(path) == family  # from the text-encoder keys: picks the shipped configurations
     from_file = DiffusionBackbone.from_pretrained(str(path), family=family, single_file_config=str(root))
     from_folder = DiffusionBackbone.from_pretrained(str(root), family=family)
     for a, b in ((from_file.unet, from_folder.unet), (from_file.vae, from_folder.vae)):

@@ -242,12 +242,18 @@ class DiffusionBackbone(nn.Module):
         ``v1-5-pruned-emaonly.ckpt``), whose component configurations come from ``single_file_config`` (default:
         the family's, shipped in the package)."""
         from vpd_lightning.backbone.families import get_family
-        from vpd_lightning.backbone.loading import family_config_dir, is_single_file, load_unet, load_vae
+        from vpd_lightning.backbone.loading import (
+            family_config_dir,
+            is_single_file,
+            load_unet,
+            load_vae,
+            single_file_family,
+        )
 
         family = options.get("family")
         source = pretrained_model_name_or_path or get_family(family or "sd15").hub_id
-        if single_file_config is None and is_single_file(source):
-            single_file_config = family_config_dir(family)
+        if single_file_config is None and is_single_file(source):  # the family's configurations (else the file's)
+            single_file_config = family_config_dir(family or single_file_family(source))
         kwargs = {"single_file_config": single_file_config} if single_file_config is not None else {}
         if torch_dtype is not None:
             kwargs["torch_dtype"] = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype

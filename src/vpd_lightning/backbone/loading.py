@@ -116,7 +116,7 @@ def _load_single_file(cls, source: str, subfolder: str, what: str, config: str |
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise WeightsNotFoundError(
             f"{what}: could not load the single-file checkpoint '{path}' with the configurations of '{config_dir}' "
-            f"({type(err).__name__}: {err})"
+            f"({type(err).__name__}: {err}); a checkpoint of another family? (backbone=sd15, sd21, sd21_base, sdxl)"
         ) from err
 
 
