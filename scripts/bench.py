@@ -17,10 +17,15 @@ For every configuration (one process each, so peak memory figures do not mix) it
 Configurations: ``baseline`` (explicit softmax in every attention layer, fp32, eager: the original VPD's cost
 model) and ``ours`` for every ``--precision`` x ``--compile`` combination. The report names the CPU (model and
 vector flags: AVX-512, native bf16 or AVX2 only) or the GPU, and the ratio of every configuration's times to the
-baseline's. Random weights; the UNet is the tiny test configuration or the full SD-1.5 one (859.5 M parameters).
+baseline's. Random weights; the UNet is a tiny test configuration
+(``tiny``: SD-1.x topology, ``tiny_sd21``, ``tiny_sdxl``) or a full-size family from the shipped configurations:
+``sd15`` (859.5 M parameters), ``sd21`` / ``sd21_base`` (865.9 M), ``sdxl`` (2,567.5 M; three feature levels).
+``--size`` defaults to 128 px for the tiny UNets and to the family's native size otherwise (512, 768, 512, 1024).
 
     python scripts/bench.py                                                  # tiny UNet, 128 px, fp32 vs bf16
     python scripts/bench.py --unet sd15 --size 512 --repeats 3 --compile none regional   # SD-1.5, 512x512
+    python scripts/bench.py --unet sd21 --precision bf16 --skip-eval                     # SD 2.1, 768x768
+    python scripts/bench.py --unet sdxl --precision bf16 --skip-eval                     # SDXL, 1024x1024
 
 Memory per fine-tuning mode and memory lever (and of prediction on a 12 MP photo): scripts/bench_memory.py.
 """
@@ -109,16 +114,22 @@ def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from vpd_lightning.backbone import DiffusionBackbone
-    from vpd_lightning.backbone.tiny import TINY_UNET_CONFIG, TINY_VAE_CONFIG, sd15_unet_config
+    from vpd_lightning.backbone.families import FAMILIES, config_dir
+    from vpd_lightning.backbone.tiny import TINY_FAMILY_CONFIGS, TINY_VAE_CONFIG
     from vpd_lightning.heads import VPDDepthHead
     from vpd_lightning.tasks import DepthEstimationTask
 
+    def shipped(family: str, component: str) -> dict:
+        return json.loads((config_dir(family) / component / "config.json").read_text())
+
+    tiny = {"tiny": "sd15", "tiny_sd21": "sd2", "tiny_sdxl": "sdxl"}
     torch.manual_seed(0)
     with torch.device(device):
-        unet_cfg = sd15_unet_config() if args.unet == "sd15" else dict(TINY_UNET_CONFIG)
-        vae_cfg = dict(TINY_VAE_CONFIG)
-        if args.vae == "sd15":
-            vae_cfg.update(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
+        if args.unet in FAMILIES:
+            unet_cfg = shipped(args.unet, "unet")
+        else:
+            unet_cfg = dict(TINY_FAMILY_CONFIGS[tiny[args.unet]]["unet"])
+        vae_cfg = shipped(args.vae, "vae") if args.vae in FAMILIES else dict(TINY_VAE_CONFIG)
         backbone = DiffusionBackbone(
             UNet2DConditionModel(**unet_cfg),
             AutoencoderKL(**vae_cfg),
@@ -128,7 +139,7 @@ def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
         )
         head = (
             functools.partial(VPDDepthHead)
-            if args.unet == "sd15"
+            if args.unet in FAMILIES
             else functools.partial(VPDDepthHead, fusion_channels=128, head_channels=32)
         )
         model = DepthEstimationTask(
@@ -281,9 +292,14 @@ def print_table(report: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unet", choices=["tiny", "sd15"], default="tiny")
-    parser.add_argument("--vae", choices=["tiny", "sd15"], default=None, help="default: same as --unet")
-    parser.add_argument("--size", type=int, default=128, help="square training/inference image side (multiple of 8)")
+    families = ["sd15", "sd21", "sd21_base", "sdxl"]
+    parser.add_argument("--unet", choices=["tiny", "tiny_sd21", "tiny_sdxl", *families], default="tiny")
+    parser.add_argument(
+        "--vae", choices=["tiny", *families], default=None, help="default: the --unet family's (tiny for tiny UNets)"
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="square image side (multiple of 8); default 128 or the native size"
+    )
     parser.add_argument("--eval-size", default="480x640", help="HxW of the paper-protocol evaluation image")
     parser.add_argument("--skip-eval", action="store_true", help="no paper-protocol evaluation")
     parser.add_argument("--batch", type=int, default=1)
@@ -295,7 +311,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.vae = args.vae or args.unet
+    from vpd_lightning.backbone.families import FAMILIES
+
+    args.vae = args.vae or (args.unet if args.unet in FAMILIES else "tiny")
+    args.size = args.size or (FAMILIES[args.unet].native_size if args.unet in FAMILIES else 128)
     if args.child is not None:  # child process: measure one configuration
         import torch
 

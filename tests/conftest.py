@@ -24,6 +24,22 @@ def tiny_sd_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """``tiny_family_dir(family)``: a tiny random diffusers folder of that family's topology (sd15, sd21, sdxl ...),
+    written once per session (SDXL: also text_encoder_2/ and tokenizer_2/)."""
+    from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
+
+    made = {}
+
+    def make(family: str):
+        if family not in made:
+            made[family] = save_tiny_stable_diffusion(tmp_path_factory.mktemp(f"tiny-{family}"), family=family)
+        return made[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def nyu_root(tmp_path_factory):
     """A small generated NYUv2 tree (``nyu_depth_v2`` folder): 8 train / 4 test images of 64x96."""
     from vpd_lightning.data.generate import generate_nyuv2

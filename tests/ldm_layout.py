@@ -1,7 +1,10 @@
 """diffusers -> original (ldm / CompVis) key layout, to build original-layout checkpoints from tiny models in tests.
 
 The inverse of diffusers' ``convert_ldm_unet_checkpoint`` / ``convert_ldm_vae_checkpoint`` (vpd-reference §2.6,
-§6) for the SD-1.x topology, plus the CLIP text encoder's ``cond_stage_model.transformer.text_model.`` prefix.
+§6) for the SD-1.x, SD 2.x and SDXL topologies, plus the CLIP text encoder's
+``cond_stage_model.transformer.text_model.`` prefix and OpenCLIP's layout (SD 2.x: ``cond_stage_model.model.``,
+SDXL: ``conditioner.embedders.1.model.``; fused q/k/v ``in_proj``, ``resblocks``, transposed
+``text_projection``), the inverse of ``convert_open_clip_checkpoint``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ _UNET_FIXED = {
     "time_embedding.linear_2.": "time_embed.2.",
     "conv_norm_out.": "out.0.",
     "conv_out.": "out.2.",
+    "add_embedding.linear_1.": "label_emb.0.0.",  # SDXL's added (pooled text + time ids) embedding
+    "add_embedding.linear_2.": "label_emb.0.2.",
 }
 
 
@@ -100,3 +105,41 @@ def clip_to_ldm(state_dict: dict) -> dict:
     """transformers ``CLIPTextModel`` keys (flattened in v5 or with ``text_model.``) -> SD's cond-stage keys."""
     prefix = "cond_stage_model.transformer.text_model."
     return {prefix + k.removeprefix("text_model."): v for k, v in state_dict.items()}
+
+
+_OPEN_CLIP_NAMES = (
+    ("layer_norm1", "ln_1"),
+    ("layer_norm2", "ln_2"),
+    ("mlp.fc1", "mlp.c_fc"),
+    ("mlp.fc2", "mlp.c_proj"),
+)
+
+
+def clip_to_open_clip(state_dict: dict, prefix: str) -> dict:
+    """transformers ``CLIPTextModel[WithProjection]`` keys -> OpenCLIP's text-tower keys under ``prefix``."""
+    import torch
+
+    out, qkv = {}, {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("text_model.")
+        if key == "embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = value
+        elif key == "embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = value
+        elif key.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + key.split(".", 1)[1]] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T.contiguous()
+        elif m := re.fullmatch(r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj\.(weight|bias)", key):
+            qkv.setdefault((m[1], m[3]), {})[m[2]] = value
+        elif m := re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)", key):
+            rest = m[2]
+            for a, b in _OPEN_CLIP_NAMES:
+                rest = rest.replace(a, b)
+            out[f"{prefix}transformer.resblocks.{m[1]}.{rest.replace('self_attn.', 'attn.')}"] = value
+        else:
+            assert key == "embeddings.position_ids", f"no OpenCLIP name for text key {key}"
+    for (layer, kind), parts in qkv.items():
+        fused = torch.cat([parts["q"], parts["k"], parts["v"]])
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = fused
+    return out

@@ -105,11 +105,24 @@ def hydra_main(config_name: str) -> Callable[[Callable[..., Any]], Callable[...,
     return decorator
 
 
-def _tiny_sd(path: str) -> str:
-    """``${vpd_tiny_sd:DIR}``: the tiny SD components in DIR (written, random, if DIR holds none), return DIR."""
+def _tiny_sd(path: str, family: str = "sd15") -> str:
+    """``${vpd_tiny_sd:DIR[,FAMILY]}``: the tiny SD components of FAMILY's topology (default sd15) in DIR (written,
+    random, if DIR holds none), return DIR."""
     from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
 
-    return str(save_tiny_stable_diffusion(Path(path).expanduser(), vae_pretrain_steps=None))
+    return str(save_tiny_stable_diffusion(Path(path).expanduser(), vae_pretrain_steps=None, family=family))
+
+
+def _sd_path(family: str) -> str:
+    """``${vpd_sd_path:FAMILY}``: the weights of a backbone family: ``$VPD_SD_PATH`` (sd15) or
+    ``$VPD_<FAMILY>_PATH`` (``VPD_SD21_PATH``, ``VPD_SD21_BASE_PATH``, ``VPD_SDXL_PATH``) when set, else the
+    family's default hub id."""
+    import os
+
+    from vpd_lightning.backbone.families import get_family
+
+    variable = "VPD_SD_PATH" if family == "sd15" else f"VPD_{family.upper()}_PATH"
+    return os.environ.get(variable) or get_family(family).hub_id
 
 
 def _class_names(dataset: str) -> list[str]:
@@ -245,6 +258,8 @@ def _fast_precision() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
+    if not OmegaConf.has_resolver("vpd_sd_path"):
+        OmegaConf.register_new_resolver("vpd_sd_path", _sd_path)
     if not OmegaConf.has_resolver("vpd_class_names"):
         OmegaConf.register_new_resolver("vpd_class_names", _class_names)
     if not OmegaConf.has_resolver("vpd_run_group"):

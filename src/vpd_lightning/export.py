@@ -205,15 +205,22 @@ def backbone_options(backbone: nn.Module) -> dict:
         "finetune": dict(backbone.finetune),
         "gradient_checkpointing": bool(getattr(backbone.unet, "is_gradient_checkpointing", False)),
         "attention_impl": backbone.attention_impl,
+        # the Stable Diffusion family (sd15, sd21, sd21_base, sdxl): checked against the rebuilt UNet
+        "family": getattr(backbone, "family", "sd15"),
         "dtype": str(backbone.unet.dtype).removeprefix("torch."),
     }
 
 
 def component_configs(model: nn.Module) -> dict:
-    """``{"unet": ..., "vae": ...[, "text_encoder": ...]}``: what ``from_config`` needs to rebuild them."""
+    """``{"unet": ..., "vae": ...[, "text_encoder": ...[, "text_encoder_2": ..., "pad_token_id_2": ...]]}``: what
+    ``from_config`` needs to rebuild them (SDXL's referring model: both text encoders)."""
     configs = {"unet": _component_config(model.backbone.unet), "vae": _component_config(model.backbone.vae)}
     text_encoder = getattr(model, "text_encoder", None)
-    if text_encoder is not None:
+    if text_encoder is not None and hasattr(text_encoder, "text_encoder_2"):
+        configs["text_encoder"] = _plain(text_encoder.text_encoder.config.to_dict())
+        configs["text_encoder_2"] = _plain(text_encoder.text_encoder_2.config.to_dict())
+        configs["pad_token_id_2"] = text_encoder.pad_token_id_2
+    elif text_encoder is not None:
         configs["text_encoder"] = _plain(text_encoder.config.to_dict())
     return configs
 
@@ -436,6 +443,13 @@ def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
         from transformers import CLIPTextConfig, CLIPTextModel
 
         built["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(dict(components["text_encoder"])))
+        if "text_encoder_2" in components:
+            from transformers import CLIPTextModelWithProjection
+
+            from vpd_lightning.backbone.text import DualTextEncoder
+
+            second = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(dict(components["text_encoder_2"])))
+            built["text_encoder"] = DualTextEncoder(built["text_encoder"], second, components.get("pad_token_id_2", 0))
     factory = instantiate(copy.deepcopy(dict(spec["model"])), _partial_=True, _convert_="all")
     model = factory(**built)
     expected = spec.get("task")
@@ -765,6 +779,7 @@ def _model_card(
         "text adapter, with a light task head.",
         "",
         f"- task: `{task}` (`{config['model_class']}`)",
+        f"- backbone family: `{config['backbone'].get('family', 'sd15')}`",
         f"- parameters: {n_params / 1e6:.2f} M",
         f"- UNet: block_out_channels {unet.get('block_out_channels')}, cross_attention_dim "
         f"{unet.get('cross_attention_dim')}; backbone attention maps: `{config['backbone']['attention']}`, "

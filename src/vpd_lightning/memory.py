@@ -19,9 +19,10 @@ agree to the byte. Activations are not counted here: they depend on batch, resol
 measured by ``scripts/bench_memory.py``.
 
 :func:`build_sd15_model` builds a task model from a composed training configuration on the meta device with
-SD-1.5-sized components (the configurations shipped in ``backbone/sd_configs/sd15``), so the counts above hold
-for the real model without loading or allocating 4 GB of weights; :func:`preset_report` combines it with a
-``memory=`` preset's budget.
+full-size components of the configuration's backbone family (``backbone=sd15|sd21|sd21_base|sdxl``: the
+configurations shipped in ``backbone/sd_configs/<family>``), so the counts above hold for the real model without
+loading or allocating 4 GB (SDXL: 10 GB) of weights; :func:`preset_report` combines it with a ``memory=``
+preset's budget.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from torch import nn
 __all__ = [
     "OPTIMIZER_KINDS",
     "MemoryCount",
+    "build_meta_model",
     "build_sd15_model",
     "count_training_bytes",
     "optimizer_kind",
@@ -180,21 +182,26 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 # ------------------------------------------------------------------------------------ SD-1.5 on meta
-def _sd15_config(component: str) -> dict:
-    folder = Path(__file__).parent / "backbone" / "sd_configs" / "sd15" / component
+def _family_config(component: str, family: str = "sd15") -> dict:
+    folder = Path(__file__).parent / "backbone" / "sd_configs" / family / component
     return json.loads((folder / "config.json").read_text())
 
 
 def build_sd15_model(cfg, device: str | torch.device = "meta", components: dict[str, dict] | None = None) -> nn.Module:
     """The task model of a composed training config (``task``, ``finetune``, ``memory``, ``backbone.*`` and
-    ``model.*`` overrides applied) with SD-1.5-sized UNet, VAE and CLIP text encoder, built on ``device``.
+    ``model.*`` overrides applied) with full-size UNet, VAE and text encoder(s) of its backbone family
+    (``cfg.backbone.family``, SD-1.5 by default), built on ``device``.
 
-    The components come from the configurations shipped in ``backbone/sd_configs/sd15`` (not from
+    The components come from the configurations shipped in ``backbone/sd_configs/<family>`` (not from
     ``sd_path``) and the prompt embeddings are tensors of their real shape: on ``"meta"`` (the default) nothing
     is read or allocated; on a real device the weights are random (for benchmarks). ``components`` replaces
     component configurations by name (``{"unet": {...}, "vae": {...}}``, e.g. the tiny ones for a smoke run).
     """
-    configs = {name: _sd15_config(name) for name in ("unet", "vae", "text_encoder")}
+    from omegaconf import OmegaConf as _OC
+
+    family = _OC.select(cfg, "backbone.family", default=None) or "sd15"
+    names = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
+    configs = {name: _family_config(name, family) for name in names}
     configs.update(components or {})
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from hydra.utils import instantiate
@@ -217,8 +224,20 @@ def build_sd15_model(cfg, device: str | torch.device = "meta", components: dict[
             names = OmegaConf.to_container(names, resolve=True) if OmegaConf.is_config(names) else list(names)
             overrides["class_embeddings"] = torch.randn(len(names), backbone.context_dim)
         if "text_encoder" in model_cfg:
-            overrides["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
+            encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
+            if "text_encoder_2" in configs:
+                from transformers import CLIPTextModelWithProjection
+
+                from vpd_lightning.backbone.text import DualTextEncoder
+
+                second = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(configs["text_encoder_2"]))
+                encoder = DualTextEncoder(encoder, second)
+            overrides["text_encoder"] = encoder
         return instantiate(model_cfg, _convert_="all", **overrides)
+
+
+#: :func:`build_sd15_model` builds any family's model (the name is kept for existing callers).
+build_meta_model = build_sd15_model
 
 
 def gb(value: float) -> float:

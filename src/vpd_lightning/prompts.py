@@ -4,8 +4,14 @@ VPD conditions segmentation and depth on one embedding per class (ADE20K classes
 depth, ``depth/dump_nyu_text_embeddings.py`` formats each name (``_`` -> space) into the 80 CLIP ImageNet
 templates, runs the CLIP text model with ``max_length=20`` and averages the ``pooler_output`` (final-LayerNorm
 state at the end-of-text token, no projection) over templates (vpd-reference §4.1, §3.2). This module does
-the same with any text encoder, caches the result keyed by encoder, class list, templates and max length,
-and alternatively loads a tensor file such as the original ``nyu_class_embeddings.pth``.
+the same with any text encoder, caches the result keyed by backbone family, encoder, class list, templates and max
+length, and alternatively loads a tensor file such as the original ``nyu_class_embeddings.pth``.
+
+Families (:mod:`vpd_lightning.backbone.families`): SD 2.x's ``pooler_output`` is OpenCLIP ViT-H's penultimate
+layer (after the final LayerNorm) at the end token, in the 1024-wide space of SD 2's context; for SDXL the
+embedding is the 2048-wide context (both encoders' penultimate layers, concatenated) at the end token
+(:class:`~vpd_lightning.backbone.text.DualTextEncoder`). Embeddings of one family are never reused for another:
+the family and the pooling rule are part of the cache key.
 """
 
 from __future__ import annotations
@@ -154,6 +160,7 @@ def class_embeddings(
     cache_dir: str | os.PathLike | None = None,
     dim: int | None = None,
     tokenizer: str | os.PathLike | None = None,
+    family: str | None = None,
 ) -> torch.Tensor:
     """Class embeddings ``[len(class_names), D]``, from a file, from the cache, or computed with CLIP.
 
@@ -168,15 +175,21 @@ def class_embeddings(
         dim: expected width, checked when given.
         tokenizer: folder or hub id holding the tokenizer (default: ``text_encoder``'s); needed when
             ``text_encoder`` is a single-file checkpoint, which holds no tokenizer.
+        family: the backbone family whose text side computes them (``sdxl``: both encoders); ``None``: SD-1.5's
+            rule (one encoder), or SDXL's for a folder holding ``text_encoder_2/``.
     """
     class_names = list(class_names)
     if not class_names:
         raise ValueError("class_names is empty")
     if embeddings_file is not None:
         return load_embeddings_file(embeddings_file, len(class_names), dim)
-    from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, load_text_encoder, load_tokenizer
+    from vpd_lightning.backbone.families import get_family
+    from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, _has_second_encoder, load_text_encoder, load_tokenizer
 
-    source = str(text_encoder or DEFAULT_SD_PATH)
+    source = str(text_encoder or (get_family(family).hub_id if family else DEFAULT_SD_PATH))
+    if family is None and subfolder == "text_encoder" and _has_second_encoder(source):
+        family = "sdxl"
+    dual = family is not None and len(get_family(family).text_encoders) > 1
     tokenizer_source = str(tokenizer or source)
     template_list = _templates(templates)
     key_data = {
@@ -185,8 +198,11 @@ def class_embeddings(
         "classes": class_names,
         "templates": template_list,
         "max_length": max_length,
-        "pooling": "pooler_output-mean",
+        "pooling": "penultimate-concat-eos-mean" if dual else "pooler_output-mean",
+        "family": family or "sd15",
     }
+    if dual:
+        key_data["encoder_2"] = _fingerprint(source, "text_encoder_2")
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
@@ -197,11 +213,13 @@ def class_embeddings(
             emb = None
         if isinstance(emb, torch.Tensor) and emb.shape[0] == len(class_names) and (dim is None or emb.shape[1] == dim):
             return emb
-    encoder = load_text_encoder(source, subfolder)
+    encoder = load_text_encoder(source, subfolder, family=family)
     tok = load_tokenizer(tokenizer_source, tokenizer_subfolder, vocab_size=encoder.config.vocab_size)
     emb = encode_class_prompts(encoder, tok, class_names, template_list, max_length)
     if dim is not None and emb.shape[1] != dim:
-        raise ValueError(f"text encoder '{source}' gives {emb.shape[1]}-wide embeddings, the UNet expects {dim}")
+        raise ValueError(
+            f"text encoder '{source}' ({family or 'sd15'}) gives {emb.shape[1]}-wide embeddings, the UNet expects {dim}"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".tmp{os.getpid()}")
     torch.save(emb, tmp)

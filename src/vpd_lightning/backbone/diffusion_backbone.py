@@ -16,6 +16,15 @@ Faithful to the original (vpd-reference §2):
 
 Unlike the original, any input whose sides are multiples of 8 works, square or not (maps are keyed by
 down-sampling level, and diffusers forwards the up-sampling sizes).
+
+**Families** (:mod:`vpd_lightning.backbone.families`): SD-1.5, SD 2.x and SDXL UNets all work. The taps follow
+the topology: for every up block but the last, the output of its second-to-last layer (ldm's output block
+``3k + 1``: the last layer whose output is not upsampled by the block's final layer), and the output of the last
+up block; ``len(block_out_channels)`` features (SD-1.x/2.x: 4, SDXL: 3), channels ``block_out_channels[level]``.
+Attention maps are keyed by level as for SD-1.5 (SDXL has no cross-attention at level 0, so ``a64`` is refused
+there). SDXL's added conditioning is fixed for perception: ``text_embeds`` = zeros (SDXL's empty-prompt
+conditioning, ``force_zeros_for_empty_prompt``), ``time_ids`` = ``(H, W, 0, 0, H, W)`` of the image given to the
+backbone (original size = target size = the input, no crop: SDXL's "uncropped image of this size").
 """
 
 from __future__ import annotations
@@ -97,6 +106,9 @@ class DiffusionBackbone(nn.Module):
             shape pays the compilation); ``"none"`` (default) runs eagerly.
         compile_options: keyword arguments of ``torch.compile`` for ``compile="regional"`` (e.g. ``mode``,
             ``backend``, ``dynamic``).
+        family: the Stable Diffusion family the UNet must belong to (``sd15``, ``sd21``, ``sd21_base``, ``sdxl``);
+            a UNet of another topology is refused naming both. ``None``: whatever the UNet is (kept in
+            ``self.family``).
     """
 
     def __init__(
@@ -117,6 +129,7 @@ class DiffusionBackbone(nn.Module):
         frozen_dtype: str | torch.dtype | None = None,
         compile: CompileMode = "none",
         compile_options: dict | None = None,
+        family: str | None = None,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_LEVELS:
@@ -127,7 +140,11 @@ class DiffusionBackbone(nn.Module):
             raise ValueError(f"backbone.compile must be one of {list(COMPILE_MODES)}, got '{compile}'")
         if not 0 <= int(timestep) < 1000:
             raise ValueError(f"backbone.timestep must be in [0, 1000), got {timestep}")
+        from vpd_lightning.backbone.families import check_family
+
+        self.family = check_family(family, unet.config)
         self._check_topology(unet)
+        self._check_attention_levels(unet, attention)
         self.unet = unet
         self.vae = vae
         if getattr(self.vae, "decoder", None) is not None:
@@ -176,16 +193,38 @@ class DiffusionBackbone(nn.Module):
     def _check_topology(unet: nn.Module) -> None:
         cfg = unet.config
         problems = []
-        if len(cfg.block_out_channels) != 4 or len(unet.up_blocks) != 4:
-            problems.append(f"4 resolution levels (got {len(cfg.block_out_channels)})")
+        if len(cfg.block_out_channels) < 3 or len(unet.up_blocks) != len(cfg.block_out_channels):
+            problems.append(f"at least 3 resolution levels (got {len(cfg.block_out_channels)})")
         layers = cfg.layers_per_block
         layers = min(layers) if isinstance(layers, (list, tuple)) else layers
         if layers < 2:
             problems.append(f"at least 2 layers per block (got {cfg.layers_per_block})")
-        if getattr(cfg, "class_embed_type", None) is not None or getattr(cfg, "addition_embed_type", None):
-            problems.append("no class or addition embeddings")
+        if getattr(cfg, "class_embed_type", None) is not None or getattr(cfg, "addition_embed_type", None) not in (
+            None,
+            "text_time",
+        ):
+            problems.append("no class embeddings and no added conditioning other than SDXL's text_time")
         if problems:
-            raise ValueError("DiffusionBackbone needs an SD-1.x-shaped UNet: " + "; ".join(problems))
+            raise ValueError("DiffusionBackbone needs an SD-1.x/2.x/XL-shaped UNet: " + "; ".join(problems))
+
+    def _check_attention_levels(self, unet: nn.Module, attention: str) -> None:
+        """Every level whose maps ``attention`` uses must have cross-attention layers."""
+        missing = [
+            level
+            for level in sorted(ATTENTION_LEVELS[attention])
+            if level >= len(unet.down_blocks) or not getattr(unet.down_blocks[level], "has_cross_attention", False)
+        ]
+        if missing:
+            raise ValueError(
+                f"backbone.attention={attention} uses the cross-attention maps of levels "
+                f"{sorted(ATTENTION_LEVELS[attention])}, but the {self.family} UNet has no cross-attention at level(s) "
+                f"{missing}; use attention=a32 or none"
+            )
+
+    @property
+    def num_levels(self) -> int:
+        """Resolution levels of the UNet, i.e. number of features (SD-1.x/2.x: 4, SDXL: 3)."""
+        return len(self.unet.config.block_out_channels)
 
     @classmethod
     def from_pretrained(
@@ -198,16 +237,30 @@ class DiffusionBackbone(nn.Module):
         single_file_config: str | os.PathLike | None = None,
         **options,
     ) -> DiffusionBackbone:
-        """Build the backbone from a diffusers-format folder, a hub id (default: Stable Diffusion v1.5) or an
-        original single-file checkpoint (``.ckpt``/``.safetensors``, e.g. ``v1-5-pruned-emaonly.ckpt``), whose
-        component configurations come from ``single_file_config`` (default: SD-1.5's, shipped in the package)."""
-        from vpd_lightning.backbone.loading import DEFAULT_SD_PATH, load_unet, load_vae
+        """Build the backbone from a diffusers-format folder, a hub id (default: the ``family``'s, Stable Diffusion
+        v1.5 without one) or an original single-file checkpoint (``.ckpt``/``.safetensors``, e.g.
+        ``v1-5-pruned-emaonly.ckpt``), whose component configurations come from ``single_file_config`` (default:
+        the family's, shipped in the package)."""
+        from vpd_lightning.backbone.families import get_family
+        from vpd_lightning.backbone.loading import (
+            family_config_dir,
+            is_single_file,
+            load_unet,
+            load_vae,
+            single_file_family,
+        )
 
-        source = pretrained_model_name_or_path or DEFAULT_SD_PATH
+        family = options.get("family")
+        source = pretrained_model_name_or_path or get_family(family or "sd15").hub_id
+        if single_file_config is None and is_single_file(source):  # the family's configurations (else the file's)
+            single_file_config = family_config_dir(family or single_file_family(source))
         kwargs = {"single_file_config": single_file_config} if single_file_config is not None else {}
         if torch_dtype is not None:
             kwargs["torch_dtype"] = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
         unet = load_unet(source, unet_subfolder, **kwargs)
+        from vpd_lightning.backbone.families import check_family
+
+        check_family(family, unet.config, where=f"'{source}'")  # before the VAE is read: one clear line
         vae = load_vae(source, vae_subfolder, **kwargs)
         return cls(unet, vae, **options)
 
@@ -230,15 +283,27 @@ class DiffusionBackbone(nn.Module):
             return None
         return dtype if any(p.dtype == dtype for p in self.unet.parameters()) else None
 
-    def _tap_modules(self) -> dict[int, nn.Module]:
-        """Modules whose outputs are VPD's features, by level (0 = latent stride 1 ... 3 = stride 8)."""
-        taps = {}
-        for index, block in enumerate(self.unet.up_blocks[:-1]):
-            level = 3 - index
+    @property
+    def tap_names(self) -> dict[int, str]:
+        """Module names (in ``self.unet``) whose outputs are the features, by level (0 = latent stride 1).
+
+        Every up block but the last: its second-to-last layer (the transformer of that layer when it has one,
+        else its resnet); the last up block: the block. SD-1.5: ``up_blocks.0.resnets.1``,
+        ``up_blocks.1.attentions.1``, ``up_blocks.2.attentions.1``, ``up_blocks.3`` (VPD's ldm output blocks 1, 4,
+        7, 11); SDXL: ``up_blocks.0.attentions.1``, ``up_blocks.1.attentions.1``, ``up_blocks.2``."""
+        blocks = self.unet.up_blocks
+        names = {}
+        for index, block in enumerate(blocks[:-1]):
+            layer = len(block.resnets) - 2
             attentions = getattr(block, "attentions", None)
-            taps[level] = attentions[1] if attentions is not None and len(attentions) > 1 else block.resnets[1]
-        taps[0] = self.unet.up_blocks[-1]
-        return taps
+            kind = "attentions" if attentions is not None and len(attentions) > layer else "resnets"
+            names[len(blocks) - 1 - index] = f"up_blocks.{index}.{kind}.{layer}"
+        names[0] = f"up_blocks.{len(blocks) - 1}"
+        return dict(sorted(names.items()))
+
+    def _tap_modules(self) -> dict[int, nn.Module]:
+        """Modules whose outputs are VPD's features, by level (see :attr:`tap_names`)."""
+        return {level: self.unet.get_submodule(name) for level, name in self.tap_names.items()}
 
     def install(self) -> None:
         """Install the capture processors and feature hooks (done by ``__init__``)."""
@@ -280,10 +345,11 @@ class DiffusionBackbone(nn.Module):
         return int(self.unet.config.cross_attention_dim)
 
     def out_channels(self, num_tokens: int) -> list[int]:
-        """Channels of the four outputs (strides 8, 16, 32, 64) for a context of ``num_tokens`` tokens.
+        """Channels of the outputs (image strides 8, 16, ...: four for SD-1.x/2.x, three for SDXL) for a context
+        of ``num_tokens`` tokens.
 
         Derived from ``unet.config.block_out_channels``; levels with attention maps add ``num_tokens``.
-        For SD-1.5 and A32 with 150 tokens: ``[320, 790, 1430, 1280]``.
+        For SD-1.5 and A32 with 150 tokens: ``[320, 790, 1430, 1280]``; SDXL: ``[320, 790, 1430]``.
         """
         channels = list(self.unet.config.block_out_channels)
         return [c + (num_tokens if level in self.attention_levels else 0) for level, c in enumerate(channels)]
@@ -305,7 +371,24 @@ class DiffusionBackbone(nn.Module):
         alpha_bar = torch.cumprod(1.0 - betas, dim=0)[self.timestep].item()
         return alpha_bar**0.5 * latents + (1 - alpha_bar) ** 0.5 * torch.randn_like(latents)
 
-    def _unet_features(self, sample: torch.Tensor, context: torch.Tensor, encoder_attention_mask=None) -> None:
+    def added_conditioning(self, batch_size: int, image_size: tuple[int, int], device, dtype) -> dict | None:
+        """SDXL's ``added_cond_kwargs`` for perception (``None`` for the other families): ``text_embeds`` zeros
+        ``[B, D_pooled]`` and ``time_ids`` ``(H, W, 0, 0, H, W)`` of the input image (see the module docstring)."""
+        cfg = self.unet.config
+        if getattr(cfg, "addition_embed_type", None) != "text_time":
+            return None
+        pooled = int(cfg.projection_class_embeddings_input_dim) - 6 * int(cfg.addition_time_embed_dim)
+        h, w = image_size
+        time_ids = torch.tensor([h, w, 0, 0, h, w], device=device, dtype=dtype).expand(batch_size, 6)
+        return {"text_embeds": torch.zeros(batch_size, pooled, device=device, dtype=dtype), "time_ids": time_ids}
+
+    def _unet_features(
+        self,
+        sample: torch.Tensor,
+        context: torch.Tensor,
+        encoder_attention_mask=None,
+        image_size: tuple[int, int] | None = None,
+    ) -> None:
         """The UNet forward of diffusers, without its output head; taps land in ``self._taps``."""
         unet = self.unet
         upsample_factor = 2**unet.num_upsamplers
@@ -315,6 +398,11 @@ class DiffusionBackbone(nn.Module):
             encoder_attention_mask = encoder_attention_mask.unsqueeze(1)
         timestep = torch.full((sample.shape[0],), self.timestep, device=sample.device, dtype=torch.long)
         emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep))
+        if image_size is None:
+            image_size = (sample.shape[-2] * 8, sample.shape[-1] * 8)
+        added = self.added_conditioning(sample.shape[0], image_size, sample.device, sample.dtype)
+        if added is not None:
+            emb = emb + unet.get_aug_embed(emb=emb, encoder_hidden_states=context, added_cond_kwargs=added)
         sample = unet.conv_in(sample)
         res_samples_all = (sample,)
         self._sizes = {}
@@ -370,8 +458,8 @@ class DiffusionBackbone(nn.Module):
             context_mask: optional ``[B, N]`` boolean mask of context tokens to attend to (VPD attends to all).
 
         Returns:
-            Four tensors, highest resolution first (image strides 8, 16, 32, 64), with channels
-            ``out_channels(N)``.
+            One tensor per resolution level, highest resolution first (image strides 8, 16, 32[, 64]: four for
+            SD-1.x/2.x, three for SDXL), with channels ``out_channels(N)``.
         """
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be [B, 3, H, W], got {tuple(image.shape)}")
@@ -379,7 +467,8 @@ class DiffusionBackbone(nn.Module):
             raise ValueError(f"image sides must be multiples of 8 (the VAE's stride), got {tuple(image.shape[-2:])}")
         if context.ndim != 3 or context.shape[0] != image.shape[0] or context.shape[-1] != self.context_dim:
             raise ValueError(
-                f"context must be [B={image.shape[0]}, N, D={self.context_dim}], got {tuple(context.shape)}"
+                f"context must be [B={image.shape[0]}, N, D={self.context_dim}] (the {self.family} UNet's context "
+                f"width), got {tuple(context.shape)}"
             )
         latents = self.encode(image)
         if self.add_noise:
@@ -392,9 +481,11 @@ class DiffusionBackbone(nn.Module):
             contextlib.nullcontext() if autocast_dtype is None else torch.autocast(latents.device.type, autocast_dtype)
         )
         with cast:
-            self._unet_features(latents.to(unet_dtype), context.to(unet_dtype), context_mask)
+            self._unet_features(
+                latents.to(unet_dtype), context.to(unet_dtype), context_mask, image_size=tuple(image.shape[-2:])
+            )
         self.store.recording = False  # gradient-checkpoint recomputation must not add maps
-        features = [self._taps[level] for level in range(4)]
+        features = [self._taps[level] for level in range(self.num_levels)]
         if autocast_dtype is not None:
             features = [f.float() for f in features]
         self._taps = {}
@@ -433,6 +524,6 @@ class DiffusionBackbone(nn.Module):
         return (
             f"timestep={self.timestep}, attention={self.attention}, detach_attention={self.detach_attention}, "
             f"scale_latents={self.scale_latents}, attention_impl={self.attention_impl}, compile={self.compile_mode}, "
-            f"finetune={self.finetune['mode']}"
+            f"finetune={self.finetune['mode']}, family={self.family}"
             + (f", frozen_dtype={str(self.frozen_dtype).removeprefix('torch.')}" if self.frozen_dtype else "")
         )

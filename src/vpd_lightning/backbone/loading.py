@@ -20,7 +20,9 @@ __all__ = [
     "SD15_CONFIG_DIR",
     "WeightsNotFoundError",
     "clip_tokenizer_from_bpe",
+    "family_config_dir",
     "is_single_file",
+    "single_file_family",
     "load_text_encoder",
     "load_tokenizer",
     "load_unet",
@@ -74,6 +76,13 @@ def _looks_local(source: str) -> bool:
     )
 
 
+def family_config_dir(family: str | None) -> Path:
+    """The shipped component configurations of ``family`` (``None``: SD-1.5's)."""
+    from vpd_lightning.backbone.families import config_dir
+
+    return config_dir(family) if family else SD15_CONFIG_DIR
+
+
 def is_single_file(source: str | os.PathLike | None) -> bool:
     """Whether ``source`` names an original-layout single-file checkpoint (``.ckpt`` / ``.safetensors``)."""
     return source is not None and str(source).endswith(SINGLE_FILE_SUFFIXES)
@@ -91,7 +100,7 @@ def _load_single_file(cls, source: str, subfolder: str, what: str, config: str |
             "(backbone.single_file_config: a diffusers-layout folder of component configs; default SD-1.5's)"
         )
     try:
-        if what == "text encoder":
+        if what.startswith("text encoder"):
             from diffusers.loaders.single_file_utils import (
                 create_diffusers_clip_model_from_ldm,
                 load_single_file_checkpoint,
@@ -107,16 +116,17 @@ def _load_single_file(cls, source: str, subfolder: str, what: str, config: str |
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise WeightsNotFoundError(
             f"{what}: could not load the single-file checkpoint '{path}' with the configurations of '{config_dir}' "
-            f"({type(err).__name__}: {err})"
+            f"({type(err).__name__}: {err}); a checkpoint of another family? (backbone=sd15, sd21, sd21_base, sdxl)"
         ) from err
 
 
-def clip_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None):
+def clip_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None, pad_token: str = "<|endoftext|>"):
     """OpenAI CLIP's tokenizer (SD-1.5's) built offline from the BPE file shipped in the package.
 
     ``vocab.json`` and ``merges.txt`` are derived once (the rule of CLIP's ``SimpleTokenizer``: 256 bytes, the
     same with ``</w>``, the 48,894 merges, start and end tokens; 49,408 ids) into ``cache_dir`` (default
-    ``$VPD_CACHE`` or ``~/.cache/vpd_lightning``, ``/clip-tokenizer``).
+    ``$VPD_CACHE`` or ``~/.cache/vpd_lightning``, ``/clip-tokenizer``). ``pad_token``: SD-1.5 and SDXL's first
+    tokenizer pad with the end token; SD 2.x and SDXL's ``tokenizer_2`` (OpenCLIP) with ``"!"`` (id 0).
     """
     import gzip
     import json
@@ -140,7 +150,46 @@ def clip_tokenizer_from_bpe(cache_dir: str | os.PathLike | None = None):
         tmp = folder / f"vocab.json.{os.getpid()}"
         tmp.write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, folder / "vocab.json")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77, pad_token=pad_token)
+
+
+def single_file_family(path: str | os.PathLike) -> str:
+    """The family of an original single-file checkpoint, from its text-encoder keys (only the key names are read:
+    ``safetensors`` headers, or a memory-mapped ``.ckpt``): ``sdxl`` (two embedders), ``sd21`` (OpenCLIP under
+    ``cond_stage_model.model.``) or ``sd15``; ``sd15`` when the file cannot be read."""
+    path = Path(path).expanduser()
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                keys = set(f.keys())
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            keys = set(state.get("state_dict", state))
+    except Exception:  # noqa: BLE001 - unreadable here: the loaders report it with the file name
+        return "sd15"
+    if "conditioner.embedders.1.model.positional_embedding" in keys:
+        return "sdxl"
+    if "cond_stage_model.model.token_embedding.weight" in keys:
+        return "sd21"
+    return "sd15"
+
+
+def _shipped_tokenizer(folder: Path):
+    """A tokenizer folder of the component configurations: complete (``vocab.json``), or only its configuration
+    files (``sd_configs/<family>``), completed with the shipped BPE vocabulary."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    if (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file():
+        return CLIPTokenizer.from_pretrained(str(folder))
+    config = folder / "tokenizer_config.json"
+    pad = json.loads(config.read_text()).get("pad_token", "<|endoftext|>") if config.is_file() else "<|endoftext|>"
+    return clip_tokenizer_from_bpe(pad_token=pad if isinstance(pad, str) else pad["content"])
 
 
 def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file_config=None, **kwargs):
@@ -155,8 +204,9 @@ def _load(cls, source: str | os.PathLike, subfolder: str, what: str, single_file
         if what == "tokenizer":  # a single file holds no tokenizer: the config folder's, else CLIP's shipped BPE
             folder = Path(single_file_config).expanduser() / subfolder if single_file_config else None
             if folder is not None and folder.is_dir():
-                return cls.from_pretrained(str(folder), **kwargs)
-            return clip_tokenizer_from_bpe()
+                return _shipped_tokenizer(folder)
+            # no configuration folder: the tokenizer of the file's family (SD 2.x pads with "!"), shipped
+            return _shipped_tokenizer(family_config_dir(single_file_family(source)) / subfolder)
         return _load_single_file(cls, source, subfolder, what, single_file_config, **kwargs)
     if _looks_local(source):
         folder = Path(source).expanduser()
@@ -211,11 +261,54 @@ def load_vae(source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "vae"
     return _load(AutoencoderKL, source, subfolder, "VAE", **kwargs)
 
 
-def load_text_encoder(source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "text_encoder", **kwargs):
-    """Load the CLIP ``CLIPTextModel``."""
+def _has_second_encoder(source: str | os.PathLike) -> bool:
+    """Whether a local diffusers folder holds SDXL's ``text_encoder_2/``."""
+    source = str(source)
+    return (
+        not is_single_file(source) and _looks_local(source) and (Path(source).expanduser() / "text_encoder_2").is_dir()
+    )
+
+
+def _pad_token_id(folder: Path, default: int = 0) -> int:
+    """The padding id a tokenizer folder's configuration names (``"!"`` is id 0 in CLIP's vocabulary)."""
+    import json
+
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return default
+    pad = json.loads(config.read_text()).get("pad_token", "!")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    return {"!": 0}.get(pad, default) if pad != "<|endoftext|>" else -1
+
+
+def load_text_encoder(
+    source: str | os.PathLike = DEFAULT_SD_PATH, subfolder: str = "text_encoder", family: str | None = None, **kwargs
+):
+    """Load the frozen text side of a family: a ``CLIPTextModel`` (SD-1.5, SD 2.x), or for SDXL (``family="sdxl"``,
+    or a local folder holding ``text_encoder_2/``) a :class:`~vpd_lightning.backbone.text.DualTextEncoder` of
+    ``text_encoder`` and ``text_encoder_2``. A single-file checkpoint takes the family's shipped configurations
+    unless ``single_file_config`` is given."""
     from transformers import CLIPTextModel
 
-    return _load(CLIPTextModel, source, subfolder, "text encoder", **kwargs)
+    from vpd_lightning.backbone.families import get_family
+
+    if family is None and subfolder == "text_encoder" and _has_second_encoder(source):
+        family = "sdxl"
+    if is_single_file(source) and kwargs.get("single_file_config") is None:
+        kwargs["single_file_config"] = family_config_dir(family)
+    first = _load(CLIPTextModel, source, subfolder, "text encoder", **kwargs)
+    if family is None or len(get_family(family).text_encoders) == 1:
+        return first
+    from transformers import CLIPTextModelWithProjection
+
+    from vpd_lightning.backbone.text import DualTextEncoder
+
+    second = _load(CLIPTextModelWithProjection, source, "text_encoder_2", "text encoder 2", **kwargs)
+    config_root = Path(kwargs["single_file_config"]) if is_single_file(source) else Path(str(source)).expanduser()
+    pad = _pad_token_id(config_root / "tokenizer_2") if config_root.is_dir() else 0
+    if pad < 0:  # tokenizer_2 pads with the end token: re-padding changes nothing
+        pad = first.config.vocab_size - 1
+    return DualTextEncoder(first, second, pad_token_id_2=pad)
 
 
 def load_tokenizer(

@@ -5,8 +5,13 @@ tokenizer with ``save_pretrained`` into one diffusers-format folder, so the demo
 through exactly the ``from_pretrained`` path that real Stable Diffusion v1.5 weights take.
 
 The topology is SD-1.x's (CrossAttnDownBlock2D x3 + DownBlock2D, UpBlock2D + CrossAttnUpBlock2D x3, two
-layers per block, an 8x VAE), only narrower. :func:`sd15_unet_config` gives the full-size SD-1.5 UNet
-configuration for shape tests and benchmarks with random weights.
+layers per block, an 8x VAE), only narrower; ``family="sd21"`` (or ``sd21_base``) gives SD 2.x's (linear
+projections, heads per level, a GELU text encoder, a tokenizer padding with ``!``) and ``family="sdxl"`` SDXL's
+(three levels, cross-attention in the lower two, 1-1-2 transformer layers, ``text_time`` added conditioning,
+``text_encoder_2``/``tokenizer_2``), each with its own context width (sd15 32, sd2 48, sdxl 32 + 48 = 80) so a
+component of one family never fits another. Every folder gets the family's ``model_index.json``.
+:func:`sd15_unet_config` gives the full-size SD-1.5 UNet configuration for shape tests and benchmarks with random
+weights.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "TINY_FAMILY_CONFIGS",
     "TINY_TEXT_CONFIG",
     "TINY_UNET_CONFIG",
     "TINY_VAE_CONFIG",
@@ -57,6 +63,38 @@ TINY_TEXT_CONFIG = dict(
     max_position_embeddings=77,
     projection_dim=32,
 )
+
+
+#: Per family: the tiny UNet configuration and the text encoder(s) (subfolder -> (config, tokenizer pad token)).
+TINY_FAMILY_CONFIGS: dict[str, dict] = {
+    "sd15": {"unet": TINY_UNET_CONFIG, "text": {"text_encoder": (TINY_TEXT_CONFIG, "<|endoftext|>")}},
+    "sd2": {
+        "unet": dict(
+            TINY_UNET_CONFIG, cross_attention_dim=48, attention_head_dim=(2, 4, 8, 8), use_linear_projection=True
+        ),
+        "text": {"text_encoder": (dict(TINY_TEXT_CONFIG, hidden_size=48, projection_dim=24, hidden_act="gelu"), "!")},
+    },
+    "sdxl": {
+        "unet": dict(
+            TINY_UNET_CONFIG,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 1, 2),
+            attention_head_dim=(2, 4, 4),
+            cross_attention_dim=80,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,  # pooled (text_encoder_2 projection) + 6 time ids
+        ),
+        "text": {
+            "text_encoder": (TINY_TEXT_CONFIG, "<|endoftext|>"),
+            # wider than text_encoder, as bigG (1280) is wider than ViT-L (768): single files tell them apart so
+            "text_encoder_2": (dict(TINY_TEXT_CONFIG, hidden_size=48, hidden_act="gelu"), "!"),
+        },
+    },
+}
 
 
 def sd15_unet_config() -> dict:
@@ -138,23 +176,25 @@ def pretrain_tiny_vae(vae, steps: int = 300, size: int = 64, seed: int = 0) -> l
     return losses
 
 
-def _write_tokenizer(root: Path, kind: str):
-    """Write ``root/tokenizer`` (``kind``: ``"bytes"`` one token per byte, ``"clip"`` OpenAI CLIP's BPE) and
-    return the tokenizer."""
+def _write_tokenizer(root: Path, kind: str, subfolder: str = "tokenizer", pad_token: str = "<|endoftext|>"):
+    """Write ``root/<subfolder>`` (``kind``: ``"bytes"`` one token per byte, ``"clip"`` OpenAI CLIP's BPE), padding
+    with ``pad_token``, and return the tokenizer."""
     import shutil
 
     from transformers import CLIPTokenizer
 
     src = root / "_tokenizer_src"
     if kind == "bytes":
-        tokenizer = CLIPTokenizer.from_pretrained(str(write_byte_level_clip_tokenizer(src)), model_max_length=77)
+        tokenizer = CLIPTokenizer.from_pretrained(
+            str(write_byte_level_clip_tokenizer(src)), model_max_length=77, pad_token=pad_token
+        )
     elif kind == "clip":
         from vpd_lightning.backbone.loading import clip_tokenizer_from_bpe
 
-        tokenizer = clip_tokenizer_from_bpe(cache_dir=src)
+        tokenizer = clip_tokenizer_from_bpe(cache_dir=src, pad_token=pad_token)
     else:
         raise ValueError(f"tokenizer must be 'bytes' or 'clip', got {kind!r}")
-    tokenizer.save_pretrained(str(root / "tokenizer"))
+    tokenizer.save_pretrained(str(root / subfolder))
     shutil.rmtree(src, ignore_errors=True)
     return tokenizer
 
@@ -166,18 +206,28 @@ def save_tiny_stable_diffusion(
     vae_pretrain_steps: int | None = 0,
     vae_pretrain_size: int = 64,
     tokenizer: str = "bytes",
+    family: str = "sd15",
 ) -> Path:
-    """Write tiny random ``unet/``, ``vae/``, ``text_encoder/`` and ``tokenizer/`` folders under ``root``.
+    """Write tiny random ``unet/``, ``vae/``, ``text_encoder/`` and ``tokenizer/`` folders (SDXL: also
+    ``text_encoder_2/`` and ``tokenizer_2/``) and the family's ``model_index.json`` under ``root``.
 
     ``vae_pretrain_steps > 0`` first trains the VAE as an autoencoder on ``vae_pretrain_size``-pixel rooms
     (:func:`pretrain_tiny_vae`); everything else stays randomly initialised. ``tokenizer``: ``"bytes"`` (514
     ids, every byte a token: a word of n letters is n tokens) or ``"clip"`` (OpenAI CLIP's BPE, SD-1.5's, from
     the file shipped in the package: 49,408 ids, common words one token each; the text encoder's embedding table
-    grows to match). Idempotent: an existing folder made with the same arguments is kept unless ``overwrite``;
-    ``vae_pretrain_steps=None`` accepts any existing folder (and makes a random one if none).
+    grows to match). ``family``: the topology (``sd15``, ``sd21``, ``sd21_base``, ``sdxl``; see the module
+    docstring). Idempotent: an existing folder made with the same arguments is kept unless ``overwrite``;
+    ``vae_pretrain_steps=None`` accepts any existing folder of that family (and makes a random one if none).
     """
+    import shutil
+
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from vpd_lightning.backbone.families import get_family
+
+    family_info = get_family(family)
+    tiny = TINY_FAMILY_CONFIGS[family_info.topology if family_info.topology != "sd1" else "sd15"]
 
     root = Path(root)
     marker = root / "vpd_tiny.json"
@@ -186,31 +236,42 @@ def save_tiny_stable_diffusion(
         "vae_pretrain_steps": vae_pretrain_steps or 0,
         "vae_pretrain_size": vae_pretrain_size if vae_pretrain_steps else None,
         "tokenizer": tokenizer,
+        "family": family,
     }
     if marker.exists() and not overwrite:
         made = json.loads(marker.read_text())
         made.setdefault("tokenizer", "bytes")  # folders written before these options existed
         made.setdefault("vae_pretrain_size", 64 if made.get("vae_pretrain_steps") else None)
-        if vae_pretrain_steps is None or all(made.get(k) == v for k, v in made_with.items()):
+        made.setdefault("family", "sd15")
+        if all(made.get(k) == v for k, v in made_with.items() if vae_pretrain_steps is not None or k == "family"):
             return root
     vae_pretrain_steps = vae_pretrain_steps or 0
     root.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)  # a folder is complete only once the marker is written again
-    tokenizer_obj = _write_tokenizer(root, tokenizer)
+    for stale in ("text_encoder_2", "tokenizer_2"):  # a folder of another family rewritten
+        shutil.rmtree(root / stale, ignore_errors=True)
+    tokenizers = {
+        name: _write_tokenizer(root, tokenizer, name.replace("text_encoder", "tokenizer"), pad)
+        for name, (_, pad) in tiny["text"].items()
+    }
+    shutil.copyfile(family_info.config_dir / "model_index.json", root / "model_index.json")
 
     torch.manual_seed(seed)
-    UNet2DConditionModel(**TINY_UNET_CONFIG).save_pretrained(str(root / "unet"))
+    UNet2DConditionModel(**tiny["unet"]).save_pretrained(str(root / "unet"))
     vae = AutoencoderKL(**TINY_VAE_CONFIG)
     if vae_pretrain_steps > 0:
         pretrain_tiny_vae(vae, vae_pretrain_steps, size=vae_pretrain_size, seed=seed)
     vae.save_pretrained(str(root / "vae"))
-    text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer_obj),
-        bos_token_id=tokenizer_obj.bos_token_id,
-        eos_token_id=tokenizer_obj.eos_token_id,
-        pad_token_id=tokenizer_obj.pad_token_id,
-        **TINY_TEXT_CONFIG,
-    )
-    CLIPTextModel(text_config).save_pretrained(str(root / "text_encoder"))
-    marker.write_text(json.dumps({**made_with, "kind": "tiny SD-1.x-shaped components"}))
+    for name, (config, _) in tiny["text"].items():
+        tokenizer_obj = tokenizers[name]
+        text_config = CLIPTextConfig(
+            vocab_size=len(tokenizer_obj),
+            bos_token_id=tokenizer_obj.bos_token_id,
+            eos_token_id=tokenizer_obj.eos_token_id,
+            pad_token_id=tokenizer_obj.pad_token_id,
+            **config,
+        )
+        model_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+        model_class(text_config).save_pretrained(str(root / name))
+    marker.write_text(json.dumps({**made_with, "kind": f"tiny {family_info.topology}-shaped components"}))
     return root

@@ -62,10 +62,13 @@ class DepthDecoder(nn.Module):
 
 
 class VPDDepthHead(nn.Module):
-    """The VPD depth head on a 4-level pyramid (strides 8, 16, 32, 64).
+    """The VPD depth head on a pyramid of strides 8, 16, 32[, 64, ...] (SD-1.x/2.x: 4 levels, SDXL: 3).
+
+    Levels 0 and 1 are brought to stride 32 by two and one stride-2 convolutions; level 2 and every coarser level
+    (nearest-upsampled to level 2's size) are concatenated to them.
 
     Args:
-        in_channels: channels of the four backbone outputs (``backbone.out_channels(num_tokens)``).
+        in_channels: channels of the backbone outputs, at least three (``backbone.out_channels(num_tokens)``).
         max_depth: depth range of the sigmoid output, in metres (NYUv2: 10).
         fusion_channels: width of the fused stride-32 map (VPD: 1536 = 8 x 192).
         num_filters: deconvolution widths (VPD: 32, 32, 32).
@@ -84,9 +87,9 @@ class VPDDepthHead(nn.Module):
     ) -> None:
         super().__init__()
         in_channels = list(in_channels)
-        if len(in_channels) != 4:
-            raise ValueError(f"VPDDepthHead needs 4 input levels, got in_channels={in_channels}")
-        c8, c16, c32, c64 = in_channels
+        if len(in_channels) < 3:
+            raise ValueError(f"VPDDepthHead needs at least 3 input levels, got in_channels={in_channels}")
+        c8, c16 = in_channels[:2]
         if c8 % 16 or fusion_channels % 16:
             raise ValueError(
                 f"VPDDepthHead uses GroupNorm(16): the stride-8 channels ({c8}) and head.fusion_channels "
@@ -99,7 +102,7 @@ class VPDDepthHead(nn.Module):
         )
         self.layer2 = nn.Sequential(nn.Conv2d(c16, c16, 3, stride=2, padding=1))
         self.out_layer = nn.Sequential(
-            nn.Conv2d(c8 + c16 + c32 + c64, fusion_channels, 1), nn.GroupNorm(16, fusion_channels), nn.ReLU()
+            nn.Conv2d(sum(in_channels), fusion_channels, 1), nn.GroupNorm(16, fusion_channels), nn.ReLU()
         )
         for m in [*self.layer1, *self.layer2, *self.out_layer]:
             if isinstance(m, nn.Conv2d):
@@ -122,8 +125,8 @@ class VPDDepthHead(nn.Module):
         ``output_size`` is the size of the real (unpadded) image. The fused stride-32 map is cropped to
         ``ceil(size / 32)`` (VPD crops 16 -> 15 for a 480 crop padded to 512) and the output to ``output_size``.
         """
-        f8, f16, f32, f64 = features
-        coarse = torch.cat([f32, F.interpolate(f64, size=f32.shape[-2:], mode="nearest")], dim=1)
+        f8, f16, f32, *coarser = features
+        coarse = torch.cat([f32, *(F.interpolate(f, size=f32.shape[-2:], mode="nearest") for f in coarser)], dim=1)
         x = torch.cat([self.layer1(f8), self.layer2(f16), coarse], dim=1)
         x = self.out_layer(x)
         h, w = output_size

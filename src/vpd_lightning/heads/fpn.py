@@ -71,10 +71,11 @@ class FPNHead(nn.Module):
 
     Args:
         num_classes: output classes (ADE20K: 150).
-        in_channels: channels of the neck outputs (VPD: 4 x 256).
+        in_channels: channels of the neck outputs (VPD: 4 x 256; SDXL backbones give 3 levels).
         channels: width of the scale heads (VPD: 256).
         feature_strides: only their ratios matter (VPD's config says 4, 8, 16, 32 while the real strides are
-            8 ... 64): they set 1, 1, 2, 3 conv blocks per level.
+            8 ... 64): they set 1, 1, 2, 3 conv blocks per level. ``None``: ``4, 8, 16, ...``, one per entry of
+            ``in_channels`` (VPD's for four levels).
         dropout_ratio: Dropout2d before the classifier (VPD: 0.1).
     """
 
@@ -83,10 +84,12 @@ class FPNHead(nn.Module):
         num_classes: int,
         in_channels: Sequence[int] = (256, 256, 256, 256),
         channels: int = 256,
-        feature_strides: Sequence[int] = (4, 8, 16, 32),
+        feature_strides: Sequence[int] | None = (4, 8, 16, 32),
         dropout_ratio: float = 0.1,
     ) -> None:
         super().__init__()
+        if feature_strides is None:
+            feature_strides = [4 * 2**i for i in range(len(in_channels))]
         if len(in_channels) != len(feature_strides):
             raise ValueError("head.in_channels and head.feature_strides must have the same length")
         self.scale_heads = nn.ModuleList()

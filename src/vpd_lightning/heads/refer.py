@@ -19,16 +19,23 @@ __all__ = ["SimpleDecoding"]
 
 class SimpleDecoding(nn.Module):
     """Args:
-    in_channels: channels of the four backbone outputs, strides 8, 16, 32, 64 (``backbone.out_channels(L)``).
+    in_channels: channels of the backbone outputs, strides 8, 16, 32[, 64] (``backbone.out_channels(L)``; SDXL
+        gives three levels: two stages, named ``3`` and ``2``).
     factor: hidden width = ``in_channels[-1] // factor`` (VPD: 2).
     num_classes: output channels (2: background, referred object).
     """
 
     def __init__(self, in_channels: Sequence[int], factor: int = 2, num_classes: int = 2) -> None:
         super().__init__()
-        c1, c2, c3, c4 = in_channels
-        hidden = c4 // factor
-        for name, cin in (("4", c4 + c3), ("3", hidden + c2), ("2", hidden + c1)):
+        in_channels = list(in_channels)
+        if len(in_channels) < 2:
+            raise ValueError(f"SimpleDecoding needs at least 2 input levels, got in_channels={in_channels}")
+        n = len(in_channels)
+        hidden = in_channels[-1] // factor
+        #: stage names, coarse to fine (VPD's four levels: 4, 3, 2)
+        self.stages = [str(k) for k in range(n, 1, -1)]
+        inputs = [in_channels[-1] + in_channels[-2]] + [hidden + in_channels[k - 2] for k in range(n - 1, 1, -1)]
+        for name, cin in zip(self.stages, inputs, strict=True):
             setattr(self, f"conv1_{name}", nn.Conv2d(cin, hidden, 3, padding=1, bias=False))
             setattr(self, f"bn1_{name}", nn.BatchNorm2d(hidden))
             setattr(self, f"relu1_{name}", nn.ReLU())
@@ -46,8 +53,8 @@ class SimpleDecoding(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Logits ``[B, num_classes, H/8, W/8]`` from the pyramid (highest resolution first)."""
-        x_c1, x_c2, x_c3, x_c4 = features
-        x = self._stage(x_c4, x_c3, "4")
-        x = self._stage(x, x_c2, "3")
-        x = self._stage(x, x_c1, "2")
+        features = list(features)
+        x = features[-1]
+        for name in self.stages:  # stage k fuses level k - 2 (0-based) into the coarser result
+            x = self._stage(x, features[int(name) - 2], name)
         return self.conv1_1(x)

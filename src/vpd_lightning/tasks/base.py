@@ -122,6 +122,7 @@ class VPDTask(LightningModule):
         for :meth:`on_train_start`."""
         state_dict = checkpoint.get("state_dict")
         trainer = self._trainer
+        self._check_family(checkpoint, getattr(trainer, "ckpt_path", None) if trainer is not None else None)
         if state_dict is not None:  # before Lightning loads any weight: a LoRA/non-LoRA mismatch in one line
             where = getattr(trainer, "ckpt_path", None) if trainer is not None else None
             check_adapters(state_dict.keys(), self, where or "the checkpoint")
@@ -132,6 +133,22 @@ class VPDTask(LightningModule):
             _restore_rng_states(states)
         loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self._loader_states = loops.get("combined_loader") or None
+
+    def _check_family(self, checkpoint: dict, where: str | None) -> None:
+        """A checkpoint of another backbone topology (its stored ``vpd_config``) is refused naming both families."""
+        from vpd_lightning.backbone.families import FAMILIES
+        from vpd_lightning.export import CheckpointError
+
+        stored = ((checkpoint.get("vpd_config") or {}).get("backbone") or {}).get("family")
+        mine = getattr(self.backbone, "family", None)
+        if stored is None or mine is None or stored == mine:
+            return
+        if stored in FAMILIES and mine in FAMILIES and FAMILIES[stored].topology == FAMILIES[mine].topology:
+            return  # sd21 <-> sd21_base: the same UNet
+        raise CheckpointError(
+            f"checkpoint '{where or 'the checkpoint'}' holds a backbone={stored} model, but this model is "
+            f"backbone={mine}; use backbone={stored} (with {stored} weights in sd_path)"
+        )
 
     def on_train_start(self) -> None:
         """Give the training loader its position within the epoch when resuming.

@@ -96,7 +96,8 @@ class DepthEstimationTask(VPDTask):
         class_embeddings = torch.as_tensor(class_embeddings, dtype=torch.float32)
         if class_embeddings.ndim != 2 or class_embeddings.shape[1] != backbone.context_dim:
             raise ValueError(
-                f"class_embeddings must be [num_classes, {backbone.context_dim}] (the UNet's context width), "
+                f"class_embeddings must be [num_classes, {backbone.context_dim}] (the {backbone.family} UNet's "
+                "context width), "
                 f"got {list(class_embeddings.shape)}"
             )
         if input_padding is not None and input_padding % 8:

@@ -26,7 +26,8 @@ class ReferringSegmentationTask(VPDTask):
     Args:
         backbone: the diffusion backbone (A32).
         head: partial decoder, called with ``in_channels=backbone.out_channels(max_tokens)``.
-        text_encoder: a frozen ``CLIPTextModel`` (SD-1.5's, which is openai/clip-vit-large-patch14).
+        text_encoder: a frozen ``CLIPTextModel`` (SD-1.5's, which is openai/clip-vit-large-patch14; SD 2.x's
+            OpenCLIP ViT-H) or, for SDXL, a :class:`~vpd_lightning.backbone.text.DualTextEncoder`.
         max_tokens: sentence length in tokens (RefCOCO/RefCOCO+: 40, G-Ref: 77).
         optimizer, scheduler: see :class:`VPDTask` (VPD: AdamW 5e-5, wd 1e-2, poly 0.9 over 40 epochs).
         unet_lr_mult: VPD meant x0.01 but its ``lr_scale`` was never read, so the published numbers come from
@@ -56,7 +57,8 @@ class ReferringSegmentationTask(VPDTask):
         width = text_encoder.config.hidden_size
         if width != backbone.context_dim:
             raise ValueError(
-                f"text encoder width {width} differs from the UNet's cross-attention width {backbone.context_dim}"
+                f"text encoder width {width} differs from the {backbone.family} UNet's cross-attention width "
+                f"{backbone.context_dim}"
             )
         self.text_encoder = text_encoder.requires_grad_(False).eval()
         if backbone.frozen_dtype is not None:  # the frozen CLIP encoder stored like the backbone's frozen weights
