@@ -144,12 +144,13 @@ def test_voc_with_sbd_aug(cli, capsys, tmp_path):
 
 def write_nyu_labeled_mat(path: Path, images: np.ndarray, depths: np.ndarray, scenes: list[str]) -> None:
     """A MATLAB v7.3 file as nyu_depth_v2_labeled.mat: HDF5 behind MATLAB's 512-byte header, column-major
-    arrays (images [N, 3, W, H] uint8, depths [N, W, H] float32) and sceneTypes a 1 x N cell of char arrays."""
+    arrays (images [N, 3, W, H] uint8, rawDepths [N, W, H] float32) and sceneTypes a 1 x N cell of char arrays."""
     import h5py
 
     with h5py.File(path, "w", userblock_size=512) as f:
         f.create_dataset("images", data=images.transpose(0, 3, 2, 1))
-        f.create_dataset("depths", data=depths.transpose(0, 2, 1))
+        f.create_dataset("rawDepths", data=depths.transpose(0, 2, 1))
+        f.create_dataset("depths", data=np.full_like(depths.transpose(0, 2, 1), 5.0))  # filled: not the one used
         refs = f.create_group("#refs#")
         cells = []
         for j, scene in enumerate(scenes):
@@ -182,7 +183,11 @@ def test_nyuv2_from_the_labeled_mat_and_sync_zip(cli, capsys, nyu_root, tmp_path
     depth = np.asarray(Image.open(root / "official_splits/test/kitchen/sync_depth_00004.png"))
     assert np.array_equal(depth, (depths[4] * 1000).astype(np.uint16))
     rgb = np.asarray(Image.open(root / "official_splits/test/kitchen/rgb_00004.jpg")).astype(int)
-    assert rgb.shape == (48, 64, 3) and np.abs(rgb - images[4]).max() <= 8
+    assert rgb.shape == (48, 64, 3) and np.abs(rgb - images[4])[16:32, 16:48].max() <= 8  # JPEG MCUs clear of the frame
+    # BTS's black frame: rows < 7 and >= H-6, columns < 7 and >= W-8 (JPEG rings a level or two at its edge)
+    for strip, source in ((rgb[:6], images[4][:6]), (rgb[-5:], images[4][-5:]), (rgb[:, :6], images[4][:, :6]),
+                          (rgb[:, -7:], images[4][:, -7:])):  # fmt: skip
+        assert strip.mean() < 3 < 20 < source.mean()
     assert (root / "official_splits/train/office/rgb_00003.jpg").is_file()
     first = (root / "test_list.txt").read_text().splitlines()[0]
     assert first == "/bathroom/rgb_00000.jpg /bathroom/sync_depth_00000.png"
@@ -199,7 +204,7 @@ def test_nyuv2_mat_without_the_variables(cli, capsys, tmp_path):
         f.create_dataset("images", data=np.zeros((1, 3, 4, 4), np.uint8))
     savemat(tmp_path / "splits.mat", {"testNdxs": np.array([[1]]), "trainNdxs": np.array([[2]])})
     rc, out = run(cli, capsys, "nyuv2", "--mat", tmp_path / "x.mat", "--splits", tmp_path / "splits.mat")
-    assert rc == 1 and "variable(s) ['depths', 'sceneTypes'] missing" in out
+    assert rc == 1 and "variable(s) ['rawDepths', 'sceneTypes'] missing" in out
 
 
 # ----------------------------------------------------------------------------------------------- KITTI

@@ -327,7 +327,10 @@ def prepare_nyuv2(
 ) -> Report:
     """NYUv2's labeled ``.mat`` + ``splits.mat`` -> ``<out>/nyu_depth_v2/official_splits/{train,test}`` and
     ``test_list.txt``, as BTS's ``extract_official_train_test_set_from_mat.py`` (``rgb_%05d.jpg`` and
-    ``sync_depth_%05d.png`` in millimetres, numbered by the 0-based image index, one folder per scene type);
+    ``sync_depth_%05d.png`` in millimetres, numbered by the 0-based image index, one folder per scene type). As
+    there, the depth is the *raw* Kinect depth (``rawDepths``, holes = 0 = invalid; not the colourisation-filled
+    ``depths``) and the image keeps only rows 7..473 and columns 7..631 (the rest black: the frame the Kinect
+    projection leaves empty);
     with BTS's ``sync.zip`` also ``sync/`` and ``train_list.txt``."""
     import h5py
     from scipy.io import loadmat
@@ -346,10 +349,10 @@ def prepare_nyuv2(
     except OSError as err:
         raise PrepareError(f"{labeled_mat}: not a MATLAB v7.3 (HDF5) file ({err})") from err
     with f:
-        missing = [k for k in ("images", "depths", "sceneTypes") if k not in f]
+        missing = [k for k in ("images", "rawDepths", "sceneTypes") if k not in f]
         if missing:
-            raise PrepareError(f"{labeled_mat}: variable(s) {missing} missing (expected images, depths, sceneTypes)")
-        images, depths = f["images"], f["depths"]
+            raise PrepareError(f"{labeled_mat}: variable(s) {missing} missing (expected images, rawDepths, sceneTypes)")
+        images, depths = f["images"], f["rawDepths"]
         scenes = ["".join(chr(c) for c in np.ravel(f[ref][()])) for ref in np.ravel(f["sceneTypes"][()])]
         for i in range(images.shape[0]):
             idx = i + 1
@@ -359,7 +362,9 @@ def prepare_nyuv2(
             folder = root / "official_splits" / split / scenes[i]
             rgb_path, depth_path = folder / f"rgb_{i:05d}.jpg", folder / f"sync_depth_{i:05d}.png"
             if not (rgb_path.is_file() and depth_path.is_file()):
-                rgb = np.ascontiguousarray(np.asarray(images[i]).T)  # MATLAB's column-major [3, W, H] -> [H, W, 3]
+                full = np.asarray(images[i]).T  # MATLAB's column-major [3, W, H] -> [H, W, 3]
+                rgb = np.zeros_like(full)  # BTS: the 7/6/7/8-pixel frame of a 480x640 image black
+                rgb[7 : full.shape[0] - 6, 7 : full.shape[1] - 8] = full[7 : full.shape[0] - 6, 7 : full.shape[1] - 8]
                 depth_mm = (np.asarray(depths[i]).T * 1000.0).astype(np.uint16)
                 _write_atomic(rgb_path, lambda tmp, rgb=rgb: Image.fromarray(rgb).save(tmp, format="JPEG", quality=95))
                 _write_atomic(depth_path, lambda tmp, d=depth_mm: Image.fromarray(d).save(tmp, format="PNG"))
