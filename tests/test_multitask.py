@@ -279,7 +279,6 @@ def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_p
     assert np.array_equal(Predictor.from_pretrained(cut)(image), want)
 
 
-@pytest.mark.slow
 def test_three_tasks_fit_evaluate_predict_export(roots, tiny_sd_dir, tmp_path):
     """All three tasks, every task in every step, uncertainty weighting and one shared text adapter: fit, evaluate
     (each task's protocol), predict each task from the checkpoint and from one exported folder."""
