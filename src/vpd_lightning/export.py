@@ -752,8 +752,6 @@ _PIPELINE_TAGS = {"depth": "depth-estimation", "segmentation": "image-segmentati
 def _model_card(
     config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int, repo_id: str | None = None
 ) -> str:
-    from omegaconf import OmegaConf
-
     task = config["task"]
     if task == "multitask":
         return _multitask_card(config, metrics, train_config, n_params)
@@ -832,9 +830,17 @@ def _model_card(
         "",
         f'`vpd_lightning.export.load_model("{where}")` gives the LightningModule itself.',
         "",
-        "## Metrics",
-        "",
     ]
+    return "\n".join(
+        lines + _card_metrics_and_config(metrics, train_config, "the model was not built by `vpd_lightning.train`")
+    )
+
+
+def _card_metrics_and_config(metrics: Mapping[str, float] | None, train_config: Any, why_missing: str = "") -> list:
+    """The model card's "Metrics" and "Training configuration" sections (lines, ending with an empty one)."""
+    from omegaconf import OmegaConf
+
+    lines = ["## Metrics", ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {float(v):.4f} |" for k, v in metrics.items()]
@@ -844,13 +850,11 @@ def _model_card(
     if train_config:
         lines += ["```yaml", OmegaConf.to_yaml(OmegaConf.create(_plain(train_config))).rstrip(), "```"]
     else:
-        lines.append("Not recorded (the model was not built by `vpd_lightning.train`).")
-    return "\n".join(lines) + "\n"
+        lines.append(f"Not recorded ({why_missing})." if why_missing else "Not recorded.")
+    return lines + [""]
 
 
 def _multitask_card(config: dict, metrics: Mapping[str, float] | None, train_config: Any, n_params: int) -> str:
-    from omegaconf import OmegaConf
-
     tasks = list(config["tasks"])
     unet = config["components"]["unet"]
     lines = [
@@ -885,20 +889,8 @@ def _multitask_card(config: dict, metrics: Mapping[str, float] | None, train_con
         "python -m vpd_lightning.predict ckpt_path=<this folder> task=<task> input=<images> output=<folder>",
         "```",
         "",
-        "## Metrics",
-        "",
     ]
-    if metrics:
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {float(v):.4f} |" for k, v in metrics.items()]
-    else:
-        lines.append("Not recorded.")
-    lines += ["", "## Training configuration", ""]
-    if train_config:
-        lines += ["```yaml", OmegaConf.to_yaml(OmegaConf.create(_plain(train_config))).rstrip(), "```"]
-    else:
-        lines.append("Not recorded.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _card_metrics_and_config(metrics, train_config))
 
 
 def _export_state_dict(model: nn.Module, config: dict, merge_adapters: bool) -> dict[str, torch.Tensor]:

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
+from vpd_lightning.data.nyuv2 import read_uint16_png
 from vpd_lightning.data.transforms import NYUTrainAugment, to_tensor_image
 
 __all__ = ["DepthFolderDataModule", "DepthPairsDataset", "pair_by_stem", "read_depth_map", "read_rgb"]
@@ -73,19 +74,7 @@ def read_depth_map(path: Path, depth_scale: float, shape: tuple[int, int] | None
         depth = depth.astype(np.float32)
         depth[~np.isfinite(depth)] = 0.0
     else:
-        try:
-            with Image.open(path) as img:
-                mode = img.mode
-                raw = np.asarray(img)
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataFormatError(f"{path}: cannot read the depth PNG ({err})") from err
-        if mode == "I" and raw.size and 0 <= raw.min() and raw.max() <= 65535:
-            raw = raw.astype(np.uint16)  # Pillow < 10.3 opens 16-bit PNGs as 32-bit "I"
-        if not (mode.startswith("I;16") or mode == "I") or raw.dtype != np.uint16:
-            raise DataFormatError(
-                f"{path}: depth must be a single-channel 16-bit PNG (value / {depth_scale:g} = metres), got PIL "
-                f"mode '{mode}' ({raw.dtype})"
-            )
+        raw = read_uint16_png(path, f"(value / {depth_scale:g} = metres)")
         depth = raw.astype(np.float32) / np.float32(depth_scale)
     if shape is not None and depth.shape != tuple(shape):
         raise DataFormatError(

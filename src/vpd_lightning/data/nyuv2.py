@@ -65,6 +65,27 @@ def scene_class_id(key: str, class_names: Sequence[str], rule: str = "first_subs
     raise ValueError(f"data.scene_match must be 'first_substring' or 'exact', got '{rule}'")
 
 
+def read_uint16_png(path: Path, unit: str) -> np.ndarray:
+    """The ``uint16 [H, W]`` array of a single-channel 16-bit PNG (a depth map; ``unit`` says how its values read).
+
+    Raises:
+        DataFormatError: unreadable, or not a single-channel 16-bit PNG.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            raw = np.asarray(img)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataFormatError(f"{path}: cannot read the depth PNG ({err})") from err
+    if mode == "I" and raw.size and 0 <= raw.min() and raw.max() <= 65535:
+        raw = raw.astype(np.uint16)  # Pillow < 10.3 opens 16-bit PNGs as 32-bit "I"
+    if not (mode.startswith("I;16") or mode == "I") or raw.dtype != np.uint16:
+        raise DataFormatError(
+            f"{path}: depth must be a single-channel 16-bit PNG {unit}, got PIL mode '{mode}' ({raw.dtype})"
+        )
+    return raw
+
+
 def _read_list(list_file: Path, data_dir: Path) -> list[tuple[Path, Path]]:
     pairs = []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
@@ -175,19 +196,7 @@ class NYUv2Dataset(Dataset):
 
     @staticmethod
     def _read_depth(path: Path, shape: tuple[int, int]) -> np.ndarray:
-        try:
-            with Image.open(path) as img:
-                mode = img.mode
-                depth = np.asarray(img)
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataFormatError(f"{path}: cannot read the depth PNG ({err})") from err
-        if mode == "I" and depth.size and 0 <= depth.min() and depth.max() <= 65535:
-            depth = depth.astype(np.uint16)  # Pillow < 10.3 opens 16-bit PNGs as 32-bit "I"
-        if not (mode.startswith("I;16") or mode == "I") or depth.dtype != np.uint16:
-            raise DataFormatError(
-                f"{path}: depth must be a single-channel 16-bit PNG in millimetres (uint16), got PIL mode '{mode}' "
-                f"({depth.dtype})"
-            )
+        depth = read_uint16_png(path, "in millimetres (uint16)")
         if depth.shape != shape:
             raise DataFormatError(
                 f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, its RGB image is {shape[1]}x{shape[0]}"
