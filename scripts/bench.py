@@ -107,7 +107,9 @@ def gpu_peak(name: str, precision: str) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------------ model
-def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
+def build_model(
+    args: argparse.Namespace, device, impl: str, compile_mode: str, channels_last: bool = False, frozen_dtype=None
+):
     import functools
 
     import torch
@@ -136,6 +138,8 @@ def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
             attention=args.attention,
             attention_impl="explicit" if impl == "baseline" else "fast",
             compile=compile_mode,
+            channels_last=channels_last,
+            frozen_dtype=frozen_dtype,
         )
         head = (
             functools.partial(VPDDepthHead)
@@ -145,7 +149,7 @@ def build_model(args: argparse.Namespace, device, impl: str, compile_mode: str):
         model = DepthEstimationTask(
             backbone, head, torch.randn(27, backbone.context_dim), functools.partial(torch.optim.AdamW, lr=1e-4)
         )
-    return model
+    return model.apply_memory_format()  # what the task's setup does before training
 
 
 def eval_size(args) -> tuple[int, int]:
@@ -177,12 +181,13 @@ def count_flops(args: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- measure
-def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: str) -> dict:
+def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: str, layout: str) -> dict:
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    model = build_model(args, "cpu", impl, compile_mode).to(device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    frozen = "bf16" if precision == "bf16w" else None  # the frozen VAE's weights in bf16 while training
+    model = build_model(args, "cpu", impl, compile_mode, layout == "channels_last", frozen).to(device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16w": torch.bfloat16}[precision]
     image = torch.rand(args.batch, 3, args.size, args.size, device=device)
     depth = torch.rand(args.batch, 1, args.size, args.size, device=device) * 9 + 0.5
     ids = torch.zeros(args.batch, dtype=torch.long, device=device)
@@ -210,13 +215,15 @@ def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: s
         with autocast():
             model.predict_depth(test_image, ids[:1])
 
-    results: dict = {"impl": impl, "precision": precision, "compile": compile_mode}
+    results: dict = {"impl": impl, "precision": precision, "compile": compile_mode, "layout": layout}
     compile_s = 0.0
     phases = [("train_step", train_step), ("inference", infer)]
     if not args.skip_eval:
         phases.append(("eval_image", evaluate))
     for name, fn in phases:
         model.train(name == "train_step")
+        if name == "inference" and precision == "bf16w":  # what predict dtype=bf16 does: bf16 weights
+            model.to(torch.bfloat16)
         start = time.perf_counter()
         fn()  # warm-up (and compilation)
         sync()
@@ -247,14 +254,27 @@ def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: s
 
 
 # ------------------------------------------------------------------------------------------------------- main
-def configurations(args) -> list[tuple[str, str, str]]:
-    configs = [("baseline", "fp32", "none")]
-    configs += [("ours", p, c) for p in args.precision for c in args.compile]
+def configurations(args) -> list[tuple[str, str, str, str]]:
+    configs = [("baseline", "fp32", "none", "contiguous")]
+    configs += [("ours", p, c, lay) for p in args.precision for c in args.compile for lay in args.layout]
+    if args.configs:  # an explicit subset of the product, by label (e.g. bf16w+channels_last)
+        known = {label(*c): c for c in configs}
+        unknown = [name for name in args.configs if name not in known]
+        if unknown:
+            product = list(known)
+            raise SystemExit(f"--configs: unknown {unknown}; the --precision x --compile x --layout product: {product}")
+        configs = [configs[0]] + [known[name] for name in args.configs if name != "baseline"]
     return configs
 
 
-def label(impl: str, precision: str, compile_mode: str) -> str:
-    return "baseline" if impl == "baseline" else f"{precision}" + ("" if compile_mode == "none" else f"+{compile_mode}")
+def label(impl: str, precision: str, compile_mode: str, layout: str = "contiguous") -> str:
+    if impl == "baseline":
+        return "baseline"
+    return (
+        f"{precision}"
+        + ("" if compile_mode == "none" else f"+{compile_mode}")
+        + ("+channels_last" if layout == "channels_last" else "")
+    )
 
 
 def add_rates(report: dict, flops: dict, cpu: dict) -> None:
@@ -262,9 +282,9 @@ def add_rates(report: dict, flops: dict, cpu: dict) -> None:
     base = report["configs"]["baseline"]
     for row in report["configs"].values():
         if row["device"] == "cpu":
-            peak = cpu["peak_tflops"].get(row["precision"])
+            peak = cpu["peak_tflops"].get(row["precision"][:4])  # bf16w: the bf16 peak
         else:
-            peak = gpu_peak(row["device"], row["precision"])
+            peak = gpu_peak(row["device"], row["precision"][:4])
         row["peak_tflops"] = round(peak, 4) if peak else None
         for phase, count in flops.items():
             if f"{phase}_s" not in row:
@@ -305,8 +325,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", choices=["a32", "a64", "none"], default="none", help="VPD depth: none")
-    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["fp32", "bf16", "bf16w"],
+        default=["fp32", "bf16"],
+        help="bf16: bf16 autocast (trainer.precision=bf16-mixed); bf16w: bf16 autocast with weights held in bf16 "
+        "where they do not train (training: the VAE, backbone.frozen_dtype=bf16; inference and evaluation: the whole "
+        "model, predict dtype=bf16)",
+    )
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        choices=["contiguous", "channels_last"],
+        default=["contiguous"],
+        help="memory format of the convolutions (channels_last: backbone.channels_last=true)",
+    )
     parser.add_argument("--compile", nargs="+", choices=["none", "regional"], default=["none"])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help="run only these configurations of the product (labels as printed, e.g. fp32 bf16+channels_last)",
+    )
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -328,11 +369,11 @@ def main() -> None:
     report["flops"] = flops = count_flops(args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     report["configs"] = {}
-    for impl, precision, compile_mode in configurations(args):
-        name = label(impl, precision, compile_mode)
+    for impl, precision, compile_mode, layout in configurations(args):
+        name = label(impl, precision, compile_mode, layout)
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:], "--child", f"{impl},{precision},{compile_mode}"],
+            [sys.executable, __file__, *sys.argv[1:], "--child", f"{impl},{precision},{compile_mode},{layout}"],
             capture_output=True,
             text=True,
             env=env,

@@ -204,3 +204,31 @@ def test_fp16_mixed_precision_scales_the_loss_and_skips_overflowing_steps():
         for m in task.head.modules()
         if isinstance(m, nn.Conv2d)
     )
+
+
+def test_channels_last_prediction_equals_the_default_within_summation_order(make_depth_model):
+    """predict channels_last=true converts the model to NHWC and gives the default's depth up to the fp32
+    summation order: relative error <= eps_32 sqrt(n L) (n: largest fan-in, 3x3 over <= 4096 channels;
+    L <= 400 convolution/linear calls), i.e. ~4e-4 of the depth range; with dtype=bf16 as well, the bf16
+    rounding bound u sqrt(2 L) (u = 2^-8)."""
+
+    def model():
+        depth_model = make_depth_model()
+        torch.manual_seed(1)  # torch's default head init instead of VPD's near-constant one: a varied map
+        for m in depth_model.head.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.reset_parameters()
+        return depth_model
+
+    photo = _photo(48, 64)
+    ref = Predictor(model(), device="cpu")(photo)
+    predictor = Predictor(model(), device="cpu", channels_last=True)
+    conv = predictor.model.backbone.unet.conv_in.weight
+    assert predictor.model.backbone.channels_last and conv.is_contiguous(memory_format=torch.channels_last)
+    assert predictor.model.head.last_layer_depth[0].weight.is_contiguous(memory_format=torch.channels_last)
+    max_depth = predictor.model.hparams.max_depth
+    assert ref.std() > 1e-3 * max_depth  # the comparison below tests something
+    got = predictor(photo)
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 2.0**-23 * (9 * 4096 * 400) ** 0.5 * max_depth
+    fast = Predictor(model(), device="cpu", channels_last=True, dtype="bf16")(photo)
+    assert np.abs(fast - ref).max() <= 2.0**-8 * (2 * 400) ** 0.5 * max_depth

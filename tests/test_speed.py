@@ -220,6 +220,83 @@ def test_regional_compile_matches_eager_with_capture_and_taps(tiny_sd_dir, backe
         DiffusionBackbone(copy.deepcopy(eager.unet), copy.deepcopy(eager.vae), compile="full")
 
 
+# ------------------------------------------------------------------------------------------------ channels last
+def _channels_last_twin(task, tiny_sd_dir, attention):
+    """The same task and weights, its backbone built with channels_last=True (the task's setup converts the head)."""
+    torch.manual_seed(0)
+    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention=attention, channels_last=True)
+    if isinstance(task, DepthEstimationTask):
+        other = DepthEstimationTask(
+            backbone,
+            functools.partial(VPDDepthHead, fusion_channels=32, head_channels=16),
+            torch.randn(5, 32),
+            functools.partial(torch.optim.AdamW),
+        )
+    else:
+        other = SemanticSegmentationTask(
+            backbone,
+            functools.partial(FPN, out_channels=16),
+            functools.partial(FPNHead, channels=16),
+            class_embeddings=torch.randn(6, 32),
+            optimizer=functools.partial(torch.optim.AdamW),
+            crop_size=(64, 64),
+            stride=(40, 40),
+            test_scale=(256, 64),
+        )
+    other.load_state_dict(task.state_dict())
+    other.setup("fit")
+    return other.eval()
+
+
+def test_channels_last_matches_contiguous_within_summation_order(depth_task, seg_task, tiny_sd_dir):
+    """backbone.channels_last=true: every convolution weight (backbone and head) in NHWC, the activations too,
+    and outputs and gradients equal the contiguous model's within the fp32 summation-order bound (the NHWC
+    kernels only sum in another order)."""
+    torch.manual_seed(2)
+    image, ids = torch.rand(2, 3, 64, 64), torch.tensor([1, 4])
+    depth_cl = _channels_last_twin(depth_task, tiny_sd_dir, "none")
+    seg_cl = _channels_last_twin(seg_task, tiny_sd_dir, "a32")
+    convs = [m for m in (*depth_cl.modules(), *seg_cl.modules()) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(
+        m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs if m.weight.shape[-1] > 1
+    )
+    assert not depth_task.backbone.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    bounds = {}
+    for ref_model, cl_model, run in (
+        (depth_task, depth_cl, lambda m: m(image, ids)),
+        (seg_task, seg_cl, lambda m: m(image)),
+    ):
+        result = {}
+        num_ops, fan_in = rounding_ops(ref_model, lambda r=result, f=run, m=ref_model: r.setdefault("ref", f(m)))
+        bounds[ref_model] = bound = EPS_32 * math.sqrt(fan_in * num_ops)
+        with torch.no_grad():
+            ref, out = result["ref"], run(cl_model)
+        assert out.shape == ref.shape and 0 < rel(out, ref) <= bound, (rel(out, ref), bound)
+    with torch.no_grad():  # the features really are NHWC (the layout propagates through the UNet)
+        feats = depth_cl.backbone(image * 2 - 1, depth_cl.context(ids))
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
+    # gradients of a training step (train mode: BatchNorm batch statistics) agree as well
+    grads = []
+    for model in (depth_task, depth_cl):
+        model.train()
+        model.zero_grad(set_to_none=True)
+        model(image, ids).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    bound = bounds[depth_task]
+    assert grads[0].keys() == grads[1].keys()
+    names = sorted(grads[0])
+    flat = [torch.cat([grads[i][n].flatten() for n in names]) for i in (0, 1)]
+    # backward: about twice the forward's ops (a factor 2 in L, sqrt 2 in the bound: 8 is ample); parameters
+    # whose gradient is a near-total cancellation (norm ~1e-10 here) carry only rounding, so the whole
+    # gradient vector is compared, and each parameter against the scale of the largest gradient
+    assert rel(flat[1], flat[0]) <= 8 * bound
+    scale = max(g.norm() for g in grads[0].values())
+    for name in names:
+        assert (grads[1][name] - grads[0][name]).norm() <= 8 * bound * scale, name
+
+
 # ----------------------------------------------------------------------------------------- evaluation batching
 def count_backbone_calls(model: nn.Module) -> tuple[list, object]:
     calls = []
@@ -376,3 +453,23 @@ def test_fast_precision_follows_the_cpu_flags(tmp_path, monkeypatch):
     for path, expected in ((avx2, "32-true"), (bf16, "bf16-mixed")):
         monkeypatch.setattr(config, "cpu_has_native_bf16", lambda p=path: read(str(p)))
         assert OmegaConf.create({"p": "${vpd_fast_precision:}"}).p == expected
+
+
+def test_trainer_configs_set_every_loader(tmp_path):
+    """trainer=... owns the loader settings (trainer.loader), every data set reads them, for every task of a
+    multi-task run; a data config's own value still wins, and the Trainer never sees the block."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from tiny_config import make_cfg
+
+    cpu = make_cfg(["task=depth", "trainer=cpu"])
+    assert (cpu.data.num_workers, cpu.data.pin_memory, cpu.data.persistent_workers) == (1, False, True)
+    gpu = make_cfg(["task=segmentation", "trainer=gpu", "trainer.loader.prefetch_factor=4"])
+    assert (gpu.data.num_workers, gpu.data.pin_memory, gpu.data.prefetch_factor) == (8, True, 4)
+    multi = make_cfg(["task=multitask", "trainer=cpu", "trainer.loader.num_workers=3"])
+    tasks = [t for t in multi.data if OmegaConf.is_dict(multi.data[t]) and "num_workers" in multi.data[t]]
+    assert len(tasks) >= 2 and all(multi.data[t].num_workers == 3 for t in tasks)
+    own = make_cfg(["task=depth", "trainer=gpu", "data.num_workers=0"])
+    assert own.data.num_workers == 0 and own.trainer.loader.num_workers == 8
+    with pytest.raises(Exception, match="loader"):  # what train.build keeps from the Trainer
+        instantiate(OmegaConf.to_container(cpu.trainer, resolve=True), logger=False)

@@ -90,7 +90,9 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
     model.vpd_config = model_spec(cfg, model, tokenizer=getattr(datamodule, "tokenizer", None))
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("loader", None)  # the data modules' settings (trainer.loader), not a Trainer argument
+    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     if resume_from is not None:
         for logger in loggers:
             if type(logger).__name__ == "WandbLogger":

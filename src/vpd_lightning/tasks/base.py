@@ -52,6 +52,17 @@ class VPDTask(LightningModule):
         self.scheduler_factory = scheduler
         self.unet_lr_mult = float(unet_lr_mult)
 
+    def setup(self, stage: str) -> None:
+        """Before the strategy wraps the model (DDP, FSDP): the head follows the backbone's memory format."""
+        self.apply_memory_format()
+
+    def apply_memory_format(self) -> VPDTask:
+        """Hold every convolution weight (backbone and heads) in channels-last format when the backbone runs in it
+        (``backbone.channels_last=true``); parameters keep their identity (optimisers, hooks stay valid)."""
+        if getattr(self.backbone, "channels_last", False):
+            self.to(memory_format=torch.channels_last)
+        return self
+
     def parameter_groups(self) -> list[dict]:
         """Parameter groups with ``lr_scale`` and ``weight_decay`` set (see the class docstring)."""
         base = getattr(self.optimizer_factory, "keywords", {})

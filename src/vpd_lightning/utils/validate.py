@@ -113,6 +113,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.batch_size": (_int_at_least(1), "an integer >= 1"),
     "data.eval_batch_size": (_int_at_least(1), "an integer >= 1"),
     "data.num_workers": (_int_at_least(0), "an integer >= 0"),
+    "trainer.loader.num_workers": (_int_at_least(0), "an integer >= 0"),
     "trainer.max_epochs": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (no limit), null or an integer >= 1"),
     "trainer.max_steps": (lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (no limit) or an integer >= 1"),
     "trainer.accumulate_grad_batches": (_int_at_least(1), "an integer >= 1"),
