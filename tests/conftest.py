@@ -79,3 +79,15 @@ def depth_checkpoint(tmp_path_factory, tiny_sd_dir, nyu_root):
     from test_predict import train_checkpoint
 
     return train_checkpoint("depth", nyu_root, tiny_sd_dir, tmp_path_factory.mktemp("ckpt-depth-shared"))
+
+
+@pytest.fixture(scope="session")
+def task_checkpoints(tmp_path_factory, tiny_sd_dir, depth_checkpoint, ade_root, refer_root):
+    """``{task: checkpoint}`` for depth, segmentation and referring, each written by ``vpd_lightning.train`` (tiny
+    model, one step; depth is ``depth_checkpoint``), shared by the predict, export and app tests. Read-only."""
+    from test_predict import train_checkpoint
+
+    out = {"depth": depth_checkpoint}
+    for task, root in (("segmentation", ade_root), ("referring", refer_root)):
+        out[task] = train_checkpoint(task, root, tiny_sd_dir, tmp_path_factory.mktemp(f"ckpt-{task}-shared"))
+    return out
