@@ -42,7 +42,7 @@ def tiny_family_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def nyu_root(tmp_path_factory):
     """A small generated NYUv2 tree (``nyu_depth_v2`` folder): 8 train / 4 test images of 64x96."""
-    from vpd_lightning.data.generate import generate_nyuv2
+    from vpd_lightning.data.synthetic import generate_nyuv2
 
     return generate_nyuv2(tmp_path_factory.mktemp("data") / "nyu_depth_v2", 8, 4, 64, 96, seed=0)
 
@@ -50,7 +50,7 @@ def nyu_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ade_root(tmp_path_factory):
     """A small generated ADE20K tree (``ADEChallengeData2016`` folder): 8 training / 3 validation images."""
-    from vpd_lightning.data.generate import generate_ade20k
+    from vpd_lightning.data.synthetic import generate_ade20k
 
     return generate_ade20k(tmp_path_factory.mktemp("data") / "ADEChallengeData2016", 8, 3, 64, 64, seed=0)
 
@@ -58,7 +58,7 @@ def ade_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def refer_root(tmp_path_factory):
     """A small generated RefCOCO (unc) tree in the LAVT layout: 16 images."""
-    from vpd_lightning.data.generate import generate_refcoco
+    from vpd_lightning.data.synthetic import generate_refcoco
 
     return generate_refcoco(tmp_path_factory.mktemp("refer"), "refcoco", "unc", 16, 64, 80, seed=0)
 
@@ -79,3 +79,15 @@ def depth_checkpoint(tmp_path_factory, tiny_sd_dir, nyu_root):
     from test_predict import train_checkpoint
 
     return train_checkpoint("depth", nyu_root, tiny_sd_dir, tmp_path_factory.mktemp("ckpt-depth-shared"))
+
+
+@pytest.fixture(scope="session")
+def task_checkpoints(tmp_path_factory, tiny_sd_dir, depth_checkpoint, ade_root, refer_root):
+    """``{task: checkpoint}`` for depth, segmentation and referring, each written by ``vpd_lightning.train`` (tiny
+    model, one step; depth is ``depth_checkpoint``), shared by the predict, export and app tests. Read-only."""
+    from test_predict import train_checkpoint
+
+    out = {"depth": depth_checkpoint}
+    for task, root in (("segmentation", ade_root), ("referring", refer_root)):
+        out[task] = train_checkpoint(task, root, tiny_sd_dir, tmp_path_factory.mktemp(f"ckpt-{task}-shared"))
+    return out

@@ -46,7 +46,7 @@ def test_printed_command_composes_the_demo_config(task, tmp_path, monkeypatch, c
     same tiny model under paths.cache_dir, the same data, output folder and epochs)."""
     import vpd_lightning.backbone.tiny as tiny
     import vpd_lightning.train as train_module
-    from vpd_lightning.data import generate
+    from vpd_lightning.data import synthetic
 
     seen = {}
 
@@ -55,9 +55,9 @@ def test_printed_command_composes_the_demo_config(task, tmp_path, monkeypatch, c
         raise _Stop
 
     monkeypatch.setattr(tiny, "save_tiny_stable_diffusion", lambda root, **kw: Path(root))
-    monkeypatch.setattr(generate, "generate_nyuv2", lambda root, *a, **kw: Path(root))
-    monkeypatch.setattr(generate, "generate_ade20k", lambda root, *a, **kw: Path(root))
-    monkeypatch.setattr(generate, "generate_refcoco", lambda root, *a, **kw: refer_root)
+    monkeypatch.setattr(synthetic, "generate_nyuv2", lambda root, *a, **kw: Path(root))
+    monkeypatch.setattr(synthetic, "generate_ade20k", lambda root, *a, **kw: Path(root))
+    monkeypatch.setattr(synthetic, "generate_refcoco", lambda root, *a, **kw: refer_root)
     monkeypatch.setattr(train_module, "train", fake_train)
     data, out = tmp_path / "my data", tmp_path / "run"
     with pytest.raises(_Stop):

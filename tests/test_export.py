@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_predict import train_checkpoint
 from tiny_config import make_cfg
 
 from vpd_lightning.export import (
@@ -27,12 +26,9 @@ TASKS = ("depth", "segmentation", "referring")
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, tiny_sd_dir, nyu_root, ade_root, refer_root):
-    roots = {"depth": nyu_root, "segmentation": ade_root, "referring": refer_root}
-    return {
-        task: train_checkpoint(task, root, tiny_sd_dir, tmp_path_factory.mktemp(f"export-{task}"))
-        for task, root in roots.items()
-    }
+def checkpoints(task_checkpoints):
+    """The session's three one-step checkpoints (``train_checkpoint`` of each task, tests/conftest.py)."""
+    return task_checkpoints
 
 
 @pytest.fixture

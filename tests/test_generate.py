@@ -289,3 +289,51 @@ def test_cli(tmp_path: Path, capsys):
     assert exc.value.code != 0 and "garage" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])  # a data set subcommand is required
+
+
+def test_module_layout_and_old_names():
+    """One generator module per data set in ``vpd_lightning.data.synthetic``; the data sets' own constants live in
+    their data modules (which never import a generator); every former name still resolves to the same object."""
+    import ast
+    import importlib
+
+    import vpd_lightning.data as data
+    from vpd_lightning.data import ade20k, kitti, nyuv2, refcoco, synthetic, voc
+    from vpd_lightning.data.synthetic import refcoco as syn_refcoco
+
+    # constants: defined once, in the data modules; the generators' names are those objects (or views of them)
+    assert NYU_SCENE_CLASSES is nyuv2.NYU_SCENE_CLASSES and len(NYU_SCENE_CLASSES) == 27
+    old = importlib.import_module("vpd_lightning.data.generate")
+    assert old.ADE20K_CLASSES is ade20k.ADE20K_CLASSES and len(ade20k.ADE20K_CLASSES) == ade20k.ADE20K_NUM_CLASSES
+    assert old.NYU_FOCAL_LENGTH == nyuv2.NYU_FOCAL_LENGTH == 518.8579
+    assert old.REFCOCO_DATASETS == tuple(refcoco.REFER_SPLITS) == ("refcoco", "refcoco+", "refcocog")
+    assert old.REFCOCO_SPLITS[("refcoco", "unc")] == refcoco.REFER_SPLITS["refcoco"]["unc"] == (
+        "train", "val", "testA", "testB")  # fmt: skip
+    assert old.REFCOCO_SPLITS is syn_refcoco.REFCOCO_SPLITS
+    assert old.REFCOCO_DEFAULT_SPLIT_BY == refcoco.DEFAULT_SPLIT_BY
+    assert importlib.import_module("vpd_lightning.data.generate_kitti").KITTI_FOCAL is kitti.KITTI_FOCAL
+    cmap = voc.voc_colormap()
+    assert cmap.shape == (256, 3) and tuple(cmap[1]) == (128, 0, 0) and tuple(cmap[15]) == (192, 128, 128)
+
+    # every name the four former modules exported is still there, and is the synthetic package's object
+    for name, module in (
+        ("generate", old),
+        ("generate_kitti", "vpd_lightning.data.generate_kitti"),
+        ("generate_segmentation", "vpd_lightning.data.generate_segmentation"),
+        ("generate_folders", "vpd_lightning.data.generate_folders"),
+    ):
+        mod = importlib.import_module(module) if isinstance(module, str) else module
+        for attr in mod.__all__:
+            assert hasattr(mod, attr), (name, attr)
+            if attr.startswith(("generate_", "render_")):
+                assert getattr(mod, attr) is getattr(synthetic, attr), (name, attr)
+    assert old.generate_nyuv2 is synthetic.generate_nyuv2 and old.render_room is render_room
+
+    # no data module imports a generator (no cycles: the generators import the data modules)
+    for path in Path(data.__file__).parent.glob("*.py"):
+        if path.stem.startswith("generate"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, (ast.Import, ast.ImportFrom)) else []
+            assert not any("synthetic" in n or "generate" in n for n in names), (path.name, names)

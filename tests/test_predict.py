@@ -57,12 +57,9 @@ def train_checkpoint(task: str, root: Path, tiny_sd_dir: Path, tmp: Path) -> Pat
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, tiny_sd_dir, nyu_root, ade_root, refer_root):
-    roots = {"depth": nyu_root, "segmentation": ade_root, "referring": refer_root}
-    return {
-        task: train_checkpoint(task, root, tiny_sd_dir, tmp_path_factory.mktemp(f"ckpt-{task}"))
-        for task, root in roots.items()
-    }
+def checkpoints(task_checkpoints):
+    """The session's three one-step checkpoints (``train_checkpoint`` of each task, tests/conftest.py)."""
+    return task_checkpoints
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:

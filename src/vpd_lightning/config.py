@@ -129,7 +129,7 @@ def _class_names(dataset: str) -> list[str]:
     """``${vpd_class_names:ade20k}`` (``nyuv2``, ``cityscapes``, ``voc2012``): a data set's class list, in label
     order."""
     if dataset == "ade20k":
-        from vpd_lightning.data.generate import ADE20K_CLASSES
+        from vpd_lightning.data.ade20k import ADE20K_CLASSES
 
         return list(ADE20K_CLASSES)
     if dataset == "nyuv2":

@@ -250,16 +250,16 @@ def _refcoco_counts(root: Path) -> str:
     return f"{sum(len(v) for v in images.values())} images: " + ", ".join(parts)
 
 
-def _generate(generate, task: str, data_dir: Path, num_train: int, num_test: int) -> tuple[Path, str]:
+def _generate(synthetic, task: str, data_dir: Path, num_train: int, num_test: int) -> tuple[Path, str]:
     """Write (or reuse) ``task``'s demo data set; return its root and a line saying what it holds."""
     size = (TASKS[task]["height"], TASKS[task]["width"])
     if task == "depth":
-        root = generate.generate_nyuv2(data_dir / "demo" / "nyu_depth_v2", num_train, num_test, *size, seed=0)
+        root = synthetic.generate_nyuv2(data_dir / "demo" / "nyu_depth_v2", num_train, num_test, *size, seed=0)
         return root, f"{num_train} train / {num_test} test images"
     if task == "segmentation":
-        root = generate.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
+        root = synthetic.generate_ade20k(data_dir / "demo" / "ADEChallengeData2016", num_train, num_test, *size, seed=0)
         return root, f"{num_train} training / {num_test} validation images"
-    root = generate.generate_refcoco(data_dir / "demo" / "refer", "refcoco", "unc", num_train, *size, seed=0)
+    root = synthetic.generate_refcoco(data_dir / "demo" / "refer", "refcoco", "unc", num_train, *size, seed=0)
     return root, _refcoco_counts(root)
 
 
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from vpd_lightning.backbone.tiny import save_tiny_stable_diffusion
     from vpd_lightning.config import CONFIG_DIR
-    from vpd_lightning.data import generate
+    from vpd_lightning.data import synthetic
     from vpd_lightning.train import train
 
     data_dir = Path(args.data_dir).resolve()
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.time()
         if args.task == "multitask":  # each data set as its single-task demo makes it
             num_train, num_test = TASKS[task]["num_train"], TASKS[task]["num_test"]
-        root, counts = _generate(generate, task, data_dir, num_train, num_test)
+        root, counts = _generate(synthetic, task, data_dir, num_train, num_test)
         size = (TASKS[task]["height"], TASKS[task]["width"])
         say(f"    {root} ({counts}, ~{size[0]}x{size[1]}) in {time.time() - t0:.0f} s")
     overrides = train_overrides(args, tty=sys.stdout.isatty())

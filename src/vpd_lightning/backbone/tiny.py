@@ -152,7 +152,7 @@ def pretrain_tiny_vae(vae, steps: int = 300, size: int = 64, seed: int = 0) -> l
     """
     import numpy as np
 
-    from vpd_lightning.data.generate import render_room
+    from vpd_lightning.data.synthetic.nyuv2 import render_room
 
     rng = np.random.default_rng(seed)
     scenes = ("kitchen", "bedroom", "bathroom", "living_room", "office", "dining_room")

@@ -26,9 +26,31 @@ from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.seg_transforms import ADE20KTrainTransform
 
-__all__ = ["ADE20K_CLASSES", "ADE20KDataModule", "ADE20KDataset", "SegmentationFolderDataset"]
+__all__ = ["ADE20K_CLASSES", "ADE20K_NUM_CLASSES", "ADE20KDataModule", "ADE20KDataset", "SegmentationFolderDataset"]
 
-from vpd_lightning.data.generate import ADE20K_CLASSES  # mmseg's order; the generator writes objectInfo150.txt
+# mmsegmentation's ``ADE20KDataset`` class list, in order: row i is training label i after
+# reduce-zero-label, i.e. ADE label i + 1.  'bed ' keeps mmseg's trailing space on purpose.
+ADE20K_CLASSES: tuple[str, ...] = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed ", "windowpane", "grass",
+    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair",
+    "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field",
+    "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion",
+    "base", "box", "column", "signboard", "chest of drawers", "counter", "sand", "sink", "skyscraper",
+    "fireplace", "refrigerator", "grandstand", "path", "stairs", "runway", "case", "pool table",
+    "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind", "coffee table",
+    "toilet", "flower", "book", "hill", "bench", "countertop", "stove", "palm", "kitchen island",
+    "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel", "light",
+    "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
+    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman",
+    "bottle", "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy",
+    "washer", "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag",
+    "minibike", "cradle", "oven", "ball", "food", "step", "tank", "trade name", "microwave", "pot",
+    "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce",
+    "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate", "monitor",
+    "bulletin board", "shower", "radiator", "glass", "clock", "flag",
+)  # fmt: skip
+
+ADE20K_NUM_CLASSES = 150
 
 LAYOUT = """\
   <root>/                       (the ADEChallengeData2016 folder)

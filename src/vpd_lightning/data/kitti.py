@@ -34,10 +34,13 @@ from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.depth_folder import DepthPairsDataset
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 
-__all__ = ["KITTI_SCENE_CLASSES", "KITTIDataModule", "KITTIDataset", "read_kitti_list"]
+__all__ = ["KITTI_FOCAL", "KITTI_SCENE_CLASSES", "KITTIDataModule", "KITTIDataset", "read_kitti_list"]
 
 #: the categories of the KITTI raw data (its download page), usable as ``class_names`` with a ``scene_file``
 KITTI_SCENE_CLASSES: tuple[str, ...] = ("city", "residential", "road", "campus", "person")
+
+#: The focal-length column of BTS's list files (the 2011_09_26 calibration), as written there.
+KITTI_FOCAL = "721.5377"
 
 LAYOUT = """\
   <root>/                       (the kitti folder)

@@ -31,7 +31,7 @@ from vpd_lightning.data.base import VPDDataModule
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 from vpd_lightning.data.transforms import NYUTrainAugment, cutdepth, to_tensor_depth, to_tensor_image
 
-__all__ = ["NYU_SCENE_CLASSES", "NYUv2DataModule", "NYUv2Dataset", "scene_class_id"]
+__all__ = ["NYU_FOCAL_LENGTH", "NYU_SCENE_CLASSES", "NYUv2DataModule", "NYUv2Dataset", "scene_class_id"]
 
 #: VPD's ``depth/nyu_class_list.json``: glob order of ``official_splits/train/*`` (typo "excercise" kept).
 NYU_SCENE_CLASSES: tuple[str, ...] = (
@@ -40,6 +40,9 @@ NYU_SCENE_CLASSES: tuple[str, ...] = (
     "excercise_room", "foyer", "home_storage", "cafe", "furniture_store", "office_kitchen", "student_lounge",
     "dining_room", "reception_room", "computer_lab", "classroom", "office", "bookstore",
 )  # fmt: skip
+
+#: Focal length in pixels at NYU's 640 px width (the value BTS / AdaBins use).
+NYU_FOCAL_LENGTH = 518.8579
 
 LAYOUT = """\
   <root>/                      (the nyu_depth_v2 folder)

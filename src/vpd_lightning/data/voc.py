@@ -19,16 +19,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from vpd_lightning.data.cityscapes import PairedSegmentationDataModule, missing_list
 from vpd_lightning.data.errors import DataFormatError, DatasetNotFoundError
 
-__all__ = ["VOC_CLASSES", "VOCDataModule"]
+__all__ = ["VOC_CLASSES", "VOCDataModule", "voc_colormap"]
 
 #: mmseg's ``PascalVOCDataset.CLASSES``
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
+
+
+def voc_colormap() -> np.ndarray:
+    """The 256 x 3 PASCAL VOC colour map (bit-interleaved class index), as in the devkit's ``VOClabelcolormap``."""
+    cmap = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
 
 LAYOUT = """\
   <root>/                       (VOCdevkit/VOC2012)
