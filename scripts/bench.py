@@ -217,7 +217,8 @@ def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: s
 
     results: dict = {"impl": impl, "precision": precision, "compile": compile_mode, "layout": layout}
     compile_s = 0.0
-    phases = [("train_step", train_step), ("inference", infer)]
+    phases = [] if args.skip_train else [("train_step", train_step)]
+    phases.append(("inference", infer))
     if not args.skip_eval:
         phases.append(("eval_image", evaluate))
     for name, fn in phases:
@@ -322,6 +323,9 @@ def main() -> None:
     )
     parser.add_argument("--eval-size", default="480x640", help="HxW of the paper-protocol evaluation image")
     parser.add_argument("--skip-eval", action="store_true", help="no paper-protocol evaluation")
+    parser.add_argument(
+        "--skip-train", action="store_true", help="no training step (e.g. SDXL at 1024^2 beyond a host's memory)"
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", choices=["a32", "a64", "none"], default="none", help="VPD depth: none")
