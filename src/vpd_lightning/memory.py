@@ -21,8 +21,12 @@ measured by ``scripts/bench_memory.py``.
 :func:`build_sd15_model` builds a task model from a composed training configuration on the meta device with
 full-size components of the configuration's backbone family (``backbone=sd15|sd21|sd21_base|sdxl``: the
 configurations shipped in ``backbone/sd_configs/<family>``), so the counts above hold for the real model without
-loading or allocating 4 GB (SDXL: 10 GB) of weights; :func:`preset_report` combines it with a ``memory=``
-preset's budget.
+loading or allocating 4 GB (SDXL: 10 GB) of weights.
+
+Per family, :func:`activation_bytes` counts what autograd saves in a full-size forward on the meta device;
+the ratio to SD-1.5's (``Family.activation_scale``) scales the activations measured for SD-1.5, and
+:func:`fit_preset` / :func:`apply_memory_preset` (called by ``train``) fit a ``memory=`` preset's per-GPU batch x
+accumulation to the family at its native resolution, or refuse with :class:`MemoryPresetError`.
 """
 
 from __future__ import annotations
