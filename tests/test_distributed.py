@@ -254,7 +254,7 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(finetune, 
     assert metrics["test/rmse"] == pytest.approx(float(last_val["val/rmse"]), rel=float32_rtol(4 * 64 * 96, passes=2))
 
 
-@pytest.mark.slow  # 2 CPU processes per case: ~1 min each on a loaded 2-core host
+@pytest.mark.slow  # 2 CPU processes per case: 22-36 s each on an idle 2-core host
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("family", ["sd21", "sdxl"])
 def test_ddp_and_fsdp_train_each_family(family, strategy, ade_root, tiny_family_dir, tmp_path):
