@@ -18,6 +18,7 @@ mix) and one run prints the whole table:
     python scripts/bench_memory.py --configs full lora --size 256    # a subset
     python scripts/bench_memory.py --predict --image-size 4000x3000  # inference: Predictor on a 12 MP photo
     python scripts/bench_memory.py --presets                         # memory= presets: counted bytes (meta)
+    python scripts/bench_memory.py --presets --family sdxl           # ... fitted for another backbone family
 
 Full-size runs hold ~15 GB each; on a shared machine run them under a lock: ``flock /tmp/fullsize.lock python
 scripts/bench_memory.py``. Figures: docs/benchmarks.md.
@@ -185,29 +186,40 @@ def measure_predict(name: str, args: argparse.Namespace) -> dict:
     }
 
 
-def preset_table() -> str:
-    """The ``memory=`` presets: exact counted bytes (SD-1.5 sizes, meta device) + recorded activations per task."""
+def preset_table(family: str = "sd15") -> str:
+    """The ``memory=`` presets for one backbone family: exact counted bytes (full size, meta device) + activations
+    per task (SD-1.5: as measured; other families: scaled by the family's counted ``activation_scale``), with the
+    per-GPU batch x accumulation the run-time check fits (``vpd_lightning.memory.fit_preset``) or the refusal."""
     from pathlib import Path
 
     from vpd_lightning.config import CONFIG_DIR
-    from vpd_lightning.memory import build_sd15_model, count_training_bytes, optimizer_kind
+    from vpd_lightning.memory import MemoryPresetError, build_sd15_model, count_training_bytes, fit_preset
 
     presets = sorted((p.stem for p in (Path(CONFIG_DIR) / "memory").glob("*.yaml")), key=lambda n: -int(n[3:]))
     lines = [
         "| preset | task | finetune | batch x accum | trainable params | params + grads + optimizer (counted) "
-        "| activations (measured) | total | target |",
+        f"| activations ({'measured' if family == 'sd15' else 'scaled'}) | total | target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for preset in presets:
         for task in ("depth", "segmentation", "referring"):
-            cfg = _compose([f"task={task}", f"memory={preset}"])
-            count = count_training_bytes(build_sd15_model(cfg), optimizer_kind(cfg.model.optimizer._target_))
-            acts = cfg.memory.activations_gb_per_image * cfg.data.batch_size
-            total = count.total / 1e9 + acts
+            cfg = _compose([f"task={task}", f"memory={preset}", f"backbone={family}"])
+            model = build_sd15_model(cfg)
+            params = count_training_bytes(model).trainable_params / 1e6
+            try:
+                fit = fit_preset(cfg, model)
+            except MemoryPresetError as err:
+                lines.append(
+                    f"| {preset} | {task} | {cfg.finetune.mode} | refused | {params:.1f} M | {err.state / 1e9:.2f} GB "
+                    f"| {err.activations_per_image / 1e9:.2f} GB (batch 1) | "
+                    f"{(err.state + err.activations_per_image) / 1e9:.2f} GB | {cfg.memory.budget_gb} GB |"
+                )
+                continue
+            acts = fit.activations_per_image * fit.batch
             lines.append(
-                f"| {preset} | {task} | {cfg.finetune.mode} | {cfg.data.batch_size} x "
-                f"{cfg.trainer.accumulate_grad_batches} | {count.trainable_params / 1e6:.1f} M | "
-                f"{count.total / 1e9:.2f} GB | {acts:.2f} GB | {total:.2f} GB | {cfg.memory.budget_gb} GB |"
+                f"| {preset} | {task} | {cfg.finetune.mode} | {fit.batch} x {fit.accumulate} | {params:.1f} M | "
+                f"{fit.state / 1e9:.2f} GB | {acts / 1e9:.2f} GB | {fit.needed / 1e9:.2f} GB | "
+                f"{cfg.memory.budget_gb} GB |"
             )
     return "\n".join(lines)
 
@@ -223,13 +235,14 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], help="--predict: inference weight types")
     parser.add_argument("--window-batch", type=int, default=1, help="--predict: windows per forward")
     parser.add_argument("--presets", action="store_true", help="print the memory= preset table (meta device)")
+    parser.add_argument("--family", default="sd15", help="--presets: backbone family (sd15, sd21, sd21_base, sdxl)")
     parser.add_argument("--tiny", action="store_true", help="tiny UNet/VAE: check the script, not memory")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.presets:
-        print(preset_table())
+        print(preset_table(args.family))
         return
     if args.child is not None:  # one configuration in this process
         import torch

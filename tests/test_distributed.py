@@ -252,3 +252,59 @@ def test_fsdp_trains_the_vpd_model_and_its_checkpoint_evaluates_alone(finetune, 
     # the same weights; the two ranks' batches of 2 against one batch of 4 round the forward's sums (and the
     # metric's sum over the 4 x 64 x 96 evaluated pixels) in another order
     assert metrics["test/rmse"] == pytest.approx(float(last_val["val/rmse"]), rel=float32_rtol(4 * 64 * 96, passes=2))
+
+
+@pytest.mark.slow  # 2 CPU processes per case: 22-36 s each on an idle 2-core host
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("family", ["sd21", "sdxl"])
+def test_ddp_and_fsdp_train_each_family(family, strategy, ade_root, tiny_family_dir, tmp_path):
+    """Segmentation (class-embedding context, A32 attention maps) on the tiny SD 2.x and SDXL topologies under
+    2-process DDP and FSDP (CPU): FSDP wraps every UNet block of the family (SDXL: 3 levels, the same diffusers
+    block classes), the added conditioning of SDXL (time ids through add_embedding) is trained through the
+    wrapped model, and the checkpoint records the family."""
+    from safetensors.torch import load_file
+
+    root = tiny_family_dir(family)
+    run = tmp_path / "run"
+    args = [
+        *tiny_task("segmentation", ade_root, root, tmp_path),
+        f"backbone={family}",
+        "callbacks.prediction_panels.attention=false",
+        "data.batch_size=2",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        f"hydra.run.dir={run}",
+    ]
+    if strategy == "ddp":
+        args.append("trainer=ddp_cpu")
+    else:
+        args += [
+            "trainer=fsdp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=32-true",
+            "trainer.sync_batchnorm=false",
+            "trainer.strategy._target_=fsdp_cpu.CPUFSDPStrategy",
+            "trainer.strategy.sync_module_states=false",
+            "trainer.plugins=[{_target_: vpd_lightning.distributed.AllReduceBatchNorm}]",
+        ]
+    result = run_train(args, env=cli_env(REPO / "tests"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    unet = json.loads((root / "unet" / "config.json").read_text())
+    if strategy == "fsdp":
+        line = next(x for x in result.stdout.splitlines() if x.startswith("FSDP units:"))
+        units = line.split()[2:]
+        expected = [*unet["down_block_types"], unet["mid_block_type"], *unet["up_block_types"]]
+        assert units[0] == "SemanticSegmentationTask"
+        assert sorted(u for u in units[1:] if not u.endswith("BatchNorm2d")) == sorted(expected)
+        assert len(expected) == (7 if family == "sdxl" else 9)
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2 and state["vpd_config"]["backbone"]["family"] == family
+    weights = state["state_dict"]
+    assert not any("_fsdp_wrapped_module" in k or "flat_param" in k for k in weights)
+    initial = load_file(root / "unet" / "diffusion_pytorch_model.safetensors")
+    trained = "add_embedding.linear_1.weight" if family == "sdxl" else "conv_in.weight"
+    assert (family == "sdxl") == ("add_embedding.linear_1.weight" in initial)
+    # full fine-tuning: the UNet (SDXL: the added time/text embedding too) moved from the loaded weights
+    assert not torch.equal(weights[f"backbone.unet.{trained}"], initial[trained])

@@ -158,6 +158,25 @@ def test_wrong_family_and_context_width_are_refused(tiny_family_dir):
     task.on_load_checkpoint({"vpd_config": {"backbone": {"family": "sd21_base"}}})  # same topology: a fine-tune
 
 
+def test_a_checkpoint_of_another_family_is_refused_before_the_model_is_built(tmp_path, nyu_root):
+    """`evaluate`/`train` with ckpt_path= read the family the checkpoint records first: another topology is refused
+    naming both, before any weights are looked for (sd_path does not exist here); sd21 <-> sd21_base pass."""
+    from vpd_lightning.checkpoint import check_run_checkpoint
+    from vpd_lightning.evaluate import evaluate
+    from vpd_lightning.export import CheckpointError
+
+    path = tmp_path / "sdxl.ckpt"
+    torch.save({"vpd_config": {"task": "depth", "backbone": {"family": "sdxl"}}, "state_dict": {}}, path)
+    overrides = ["task=depth", f"data.root={nyu_root}", "sd_path=/nonexistent", f"ckpt_path={path}"]
+    with pytest.raises(CheckpointError, match=r"sdxl.ckpt' holds a backbone=sdxl model, .* set up for backbone=sd21;"):
+        evaluate(make_cfg([*overrides, "backbone=sd21"], "evaluate"))
+    with pytest.raises(CheckpointError, match="holds a backbone=sdxl model, but this run is set up for backbone=sd15"):
+        check_run_checkpoint(path, make_cfg(["task=depth"]))
+    check_run_checkpoint(path, make_cfg(["task=depth", "backbone=sdxl"]))
+    torch.save({"vpd_config": {"task": "depth", "backbone": {"family": "sd21"}}, "state_dict": {}}, path)
+    check_run_checkpoint(path, make_cfg(["task=depth", "backbone=sd21_base"]))  # the same topology
+
+
 def test_backbone_configs_compose(monkeypatch, tmp_path):
     for variable in ("VPD_SD_PATH", "VPD_SD21_PATH", "VPD_SD21_BASE_PATH", "VPD_SDXL_PATH"):
         monkeypatch.delenv(variable, raising=False)

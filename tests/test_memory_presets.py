@@ -1,16 +1,28 @@
 """``memory=gpuXX`` presets: the exact bytes of parameters, gradients and optimizer state of the SD-1.5-sized model
-(built on the meta device, nothing allocated) plus the activations measured at full size fit each budget."""
+(built on the meta device, nothing allocated) plus the activations measured at full size fit each budget; other
+families scale the measured activations by a ratio counted on the meta device and get their batch x accumulation
+fitted, or a refusal naming the family, the preset, the bytes and the budget."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 from hydra.errors import HydraException
 from tiny_config import make_cfg
 
+from vpd_lightning.backbone.families import FAMILIES
 from vpd_lightning.config import CONFIG_DIR
-from vpd_lightning.memory import build_sd15_model, count_training_bytes, optimizer_kind
+from vpd_lightning.memory import (
+    MemoryPresetError,
+    activation_bytes,
+    build_sd15_model,
+    count_training_bytes,
+    family_activation_bytes,
+    fit_preset,
+    optimizer_kind,
+)
 
 PRESETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "memory").glob("*.yaml"))
 #: the paper's per-GPU batch (8 GPUs): depth 480^2 x 3, segmentation 512^2 x 2, referring 512^2 x 4
@@ -35,6 +47,10 @@ def test_preset_fits_its_budget(preset, task):
     # activations measured at full size by scripts/bench_memory.py (docs/benchmarks.md), per 512^2 image
     activations = memory.activations_gb_per_image * 1e9 * cfg.data.batch_size
     assert count.total + activations <= memory.budget_gb * 1e9, (count.as_dict(), activations)
+    # the run-time check (train applies it) keeps the preset's batch for SD-1.5 and counts the same bytes
+    fit = fit_preset(cfg, model)
+    assert (fit.batch, fit.accumulate) == (cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
+    assert fit.state == count.total and fit.activations_per_image == int(memory.activations_gb_per_image * 1e9)
 
 
 def test_presets_use_their_levers():
@@ -84,3 +100,94 @@ def test_lora_preset_trains_on_the_tiny_model(tmp_path, tiny_sd_dir, nyu_root):
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert any(".lora_A." in k for k in state["state_dict"])
+
+
+def test_activation_bytes_counts_what_autograd_saves():
+    """Hand counts: Linear(4,8) -> ReLU -> Linear(8,2) on 3 inputs saves the input (3x4) and the ReLU output (3x8,
+    the second Linear's input: the same tensor, counted once); weights are training state, not counted. SDPA is
+    counted as a fused kernel: q, k, v (here one tensor), the output and a float32 log-sum-exp per query -- no
+    [heads, 16, 16] probabilities."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert activation_bytes(mlp, torch.randn(3, 4)) == 4 * (3 * 4 + 3 * 8)
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            q = self.proj(x).view(1, 16, 2, 4).transpose(1, 2)  # 2 heads of width 4 over 16 tokens
+            return F.scaled_dot_product_attention(q, q, q)
+
+    with torch.device("meta"):
+        model, x = SelfAttention(), torch.randn(1, 16, 8)
+    # x (16x8), q (2x16x4), output (2x16x4), log-sum-exp (2x16), all float32
+    assert activation_bytes(model, x) == 4 * (128 + 128 + 128 + 32)
+    assert F.scaled_dot_product_attention is not None and "fused" not in F.scaled_dot_product_attention.__name__
+
+
+@pytest.mark.slow  # four full-size families on the meta device: 7 s
+def test_family_activation_scale_is_the_counted_ratio():
+    """Each family's ``activation_scale`` (shipped) is the ratio of the bytes saved by its depth model's forward at
+    its native resolution to SD-1.5's at 512^2, counted on the meta device (rounded up to 0.01)."""
+
+    def count(family, size=None):
+        cfg = make_cfg([f"backbone={family}", "task=depth", "finetune=full", "model.input_padding=null"])
+        return family_activation_bytes(cfg, size)
+
+    sd15 = count("sd15", 512)
+    counts = {family: count(family) for family in FAMILIES}
+    for family, value in counts.items():
+        assert FAMILIES[family].activation_scale == math.ceil(value / sd15 * 100) / 100, family
+    # SD 2.x at 768^2 vs 512^2: the same topology on 2.25x the pixels (the fixed-size text context aside)
+    assert counts["sd21"] / counts["sd21_base"] == pytest.approx((768 / 512) ** 2, rel=1e-3)
+
+
+def _fit(family, task, preset):
+    cfg = make_cfg([f"backbone={family}", f"task={task}", f"memory={preset}"])
+    return cfg, fit_preset(cfg)
+
+
+def test_family_presets_fit_the_batch_or_refuse():
+    """SD 2.1 at 768^2 (2.25x SD-1.5's activations per image): memory=gpu24 keeps the global batch (3) at per-GPU
+    batch 1 x 3; SDXL at 1024^2 (6.9x): memory=gpu80 fits one image per step, memory=gpu24's full fine-tuning
+    does not hold even one and is refused, naming family, preset, bytes and budget and the LoRA alternative."""
+    cfg, fit = _fit("sd21", "depth", "gpu24")
+    per_image = int(cfg.memory.activations_gb_per_image * FAMILIES["sd21"].activation_scale * 1e9)
+    assert fit.activations_per_image == per_image and (fit.batch, fit.accumulate) == (1, 3)
+    # the largest divisor of the paper's 3 that fits: 1 fits, 3 does not
+    assert fit.state + per_image <= 24e9 < fit.state + 3 * per_image
+    cfg, fit = _fit("sdxl", "depth", "gpu80")
+    assert (fit.batch, fit.accumulate) == (1, 3) and fit.needed <= 80e9 < fit.state + 3 * fit.activations_per_image
+    assert fit.state > 41.5e9  # 2.57 B trainable parameters: fp32 weights, gradients and two AdamW states
+    with pytest.raises(MemoryPresetError) as err:
+        _fit("sdxl", "depth", "gpu24")
+    message = str(err.value)
+    for part in ("memory=gpu24", "backbone=sdxl", "task=depth", "budget of 24 GB", "memory=gpu12 memory.budget_gb=24"):
+        assert part in message, message
+
+
+def test_sdxl_with_a_small_preset_is_refused_before_anything_is_built(tmp_path, tiny_family_dir, nyu_root):
+    """`train` applies the check first: a refused preset fails in seconds with the message, nothing is trained."""
+    from tiny_config import tiny_task
+
+    from vpd_lightning.train import train
+
+    overrides = [*tiny_task("depth", nyu_root, tiny_family_dir("sdxl"), tmp_path), "backbone=sdxl", "memory=gpu8"]
+    with pytest.raises(MemoryPresetError, match=r"memory=gpu8 does not fit backbone=sdxl .* budget of 8 GB"):
+        train(make_cfg([*overrides, f"paths.output_dir={tmp_path / 'out'}"]))
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_measured_figures_per_family_take_precedence():
+    from vpd_lightning.memory import preset_activations_per_image
+
+    memory = make_cfg(["memory=gpu24"]).memory
+    assert preset_activations_per_image(memory, "sdxl") == int(3.58 * 6.9 * 1e9)
+    memory.activations_gb_per_image = {"sd15": 3.58, "sdxl": 20.0}
+    assert preset_activations_per_image(memory, "sdxl") == int(20e9)
+    assert preset_activations_per_image(memory, "sd21") == int(3.58 * 2.25 * 1e9)

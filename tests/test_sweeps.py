@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from tiny_config import REPO, cli_env, run_train, tiny_task, wandb_run_bytes
+from tiny_config import REPO, TINY_MODEL, cli_env, run_train, tiny_task, wandb_run_bytes
 
 
 def depth_args(nyu_root, tiny_sd_dir, tmp_path) -> list[str]:
@@ -179,3 +179,51 @@ def test_sweep_run_names_show_the_swept_keys_only(tmp_path):
         "model.neck.channels": "neck.channels",
         "backbone.timestep": "timestep",
     }
+
+
+@pytest.mark.slow  # three tiny trainings in one process: 19 s on an idle 2-core host
+def test_sweep_over_backbone_families(nyu_root, tmp_path):
+    """sweep=backbones with the family list narrowed on the command line to the tiny topologies (as a user would
+    write `-m backbone=...`): one job per family, each finished, each checkpoint recording its family and holding
+    that family's UNet (SDXL: the added time/text embedding; three feature levels)."""
+    sweep = tmp_path / "families"
+    args = [
+        "sweep=backbones",
+        "backbone=tiny,tiny_sd21,tiny_sdxl",  # replaces the config's sd15,sd21,sd21_base,sdxl
+        "task=depth",
+        f"data.root={nyu_root}",
+        "data.num_workers=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *TINY_MODEL["depth"],
+        "trainer=cpu",
+        "data.batch_size=2",
+        "trainer.max_steps=1",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_train(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep / "summary.csv")
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert all(0 < float(r["objective"]) < 10 for r in rows)  # val/rmse
+    import torch
+
+    for job, (name, family) in enumerate([("tiny", "sd15"), ("tiny_sd21", "sd21"), ("tiny_sdxl", "sdxl")]):
+        assert f"backbone={name} " in rows[job]["overrides"]
+        state = torch.load(sweep / str(job) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert state["global_step"] == 1 and state["vpd_config"]["backbone"]["family"] == family
+        keys = state["state_dict"]
+        assert any(k.startswith("backbone.unet.add_embedding.") for k in keys) == (family == "sdxl")
+        assert any(k.startswith("backbone.unet.up_blocks.3.") for k in keys) == (family != "sdxl")
+
+
+def test_backbones_sweep_config_lists_every_family():
+    from tiny_config import make_cfg
+
+    from vpd_lightning.backbone.families import FAMILIES
+
+    cfg = make_cfg(["sweep=backbones"])
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweeper.params.backbone.split(",") == list(FAMILIES)

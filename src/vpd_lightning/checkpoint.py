@@ -233,14 +233,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+def _check_run_family(stored: str | None, cfg, path, option: str) -> None:
+    """A checkpoint of another backbone topology than ``backbone.family`` is refused naming both families
+    (``sd21`` and ``sd21_base`` share one: accepted), before the model is built."""
+    from omegaconf import OmegaConf
+
+    from vpd_lightning.backbone.families import FAMILIES
+    from vpd_lightning.export import CheckpointError
+
+    wanted = OmegaConf.select(cfg, "backbone.family", default=None)
+    if stored is None or wanted is None or stored == wanted:
+        return
+    if stored in FAMILIES and wanted in FAMILIES and FAMILIES[stored].topology == FAMILIES[wanted].topology:
+        return
+    raise CheckpointError(
+        f"{option}: '{path}' holds a backbone={stored} model, but this run is set up for backbone={wanted}; use "
+        f"backbone={stored} (with {stored} weights in sd_path)"
+    )
+
+
 def check_run_checkpoint(path: str | os.PathLike, cfg, option: str = "ckpt_path") -> None:
     """Before a ``train``/``evaluate`` run builds anything: the checkpoint it starts from must be readable
     (:class:`~vpd_lightning.export.DamagedCheckpointError` otherwise, naming the complete checkpoints beside
-    it) and hold a model of the configured task (:class:`~vpd_lightning.export.WrongTaskError` otherwise)."""
+    it), hold a model of the configured task (:class:`~vpd_lightning.export.WrongTaskError` otherwise) and of
+    the configured backbone family's topology (:class:`~vpd_lightning.export.CheckpointError`)."""
     checkpoint = read_checkpoint(path)  # memory-mapped: cheap even for a large training checkpoint
     found, wanted = checkpoint_task(checkpoint), config_task(cfg)
     stored = list((checkpoint.get("vpd_config") or {}).get("tasks") or [])
+    stored_family = ((checkpoint.get("vpd_config") or {}).get("backbone") or {}).get("family")
     del checkpoint
+    _check_run_family(stored_family, cfg, path, option)
     if found == wanted == "multitask" and stored:
         from omegaconf import OmegaConf
 

@@ -21,8 +21,12 @@ measured by ``scripts/bench_memory.py``.
 :func:`build_sd15_model` builds a task model from a composed training configuration on the meta device with
 full-size components of the configuration's backbone family (``backbone=sd15|sd21|sd21_base|sdxl``: the
 configurations shipped in ``backbone/sd_configs/<family>``), so the counts above hold for the real model without
-loading or allocating 4 GB (SDXL: 10 GB) of weights; :func:`preset_report` combines it with a ``memory=``
-preset's budget.
+loading or allocating 4 GB (SDXL: 10 GB) of weights.
+
+Per family, :func:`activation_bytes` counts what autograd saves in a full-size forward on the meta device;
+the ratio to SD-1.5's (``Family.activation_scale``) scales the activations measured for SD-1.5, and
+:func:`fit_preset` / :func:`apply_memory_preset` (called by ``train``) fit a ``memory=`` preset's per-GPU batch x
+accumulation to the family at its native resolution, or refuse with :class:`MemoryPresetError`.
 """
 
 from __future__ import annotations
@@ -37,14 +41,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from vpd_lightning.utils.errors import ConfigError
+
 __all__ = [
     "OPTIMIZER_KINDS",
     "MemoryCount",
+    "MemoryPresetError",
+    "PresetFit",
+    "activation_bytes",
+    "apply_memory_preset",
     "build_meta_model",
     "build_sd15_model",
     "count_training_bytes",
+    "family_activation_bytes",
+    "fit_preset",
     "optimizer_kind",
     "optimizer_state_bytes",
+    "preset_activations_per_image",
     "tensor_bytes",
 ]
 
@@ -247,3 +260,198 @@ def gb(value: float) -> float:
 
 def ceil_gb(value: float) -> float:
     return math.ceil(value / GB * 100) / 100
+
+
+# ------------------------------------------------------------------------------------ activations on meta
+class _FlashSDPA(torch.autograd.Function):
+    """``scaled_dot_product_attention`` saving what a fused kernel (flash / memory-efficient, CPU or CUDA) saves for
+    its backward: query, key, value, output and the float32 log-sum-exp per query -- not the ``[B, H, Q, K]``
+    probabilities the math decomposition would keep (on the meta device torch decomposes SDPA into that)."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, kwargs):
+        with torch.no_grad():
+            out = _SDPA(query, key, value, **kwargs)
+        lse = query.new_empty(query.shape[:-1], dtype=torch.float32)
+        ctx.save_for_backward(query, key, value, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - counting runs the forward only
+        raise NotImplementedError
+
+
+_SDPA = torch.nn.functional.scaled_dot_product_attention
+
+
+def _fused_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+    kwargs.update(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+    return _FlashSDPA.apply(query, key, value, kwargs)
+
+
+def activation_bytes(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Bytes of the tensors autograd saves for the backward in one training-mode forward ``model(*inputs)``: each
+    saved tensor once, parameters (and views of them, such as a transposed weight) excluded -- they are training
+    state, counted by :func:`count_training_bytes`. ``scaled_dot_product_attention`` is counted as a fused kernel
+    (see :class:`_FlashSDPA`); explicit softmax attention (the captured cross-attention layers) as it runs.
+
+    Run on the meta device it counts a full-size forward exactly without allocating; it is the activation
+    memory's *shape* (what grows with the family and the resolution), not a peak: the allocator, temporaries and
+    the backward's own buffers come on top, which is why the presets scale a measured figure by a ratio of two
+    such counts (:func:`family_activation_scale`)."""
+    params = {id(p) for p in model.parameters()}
+    saved: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        base = tensor._base if tensor._base is not None else tensor
+        if id(tensor) not in params and id(base) not in params:
+            saved[id(tensor)] = (tensor, tensor_bytes(tensor))  # the tensor is held: its id stays unique
+        return tensor
+
+    was_training = model.training
+    model.train()
+    functional = torch.nn.functional
+    functional.scaled_dot_product_attention = _fused_sdpa
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(*inputs)
+    finally:
+        functional.scaled_dot_product_attention = _SDPA
+        model.train(was_training)
+    return sum(size for _, size in saved.values())
+
+
+def family_activation_bytes(cfg, size: int | None = None) -> int:
+    """:func:`activation_bytes` of the task model of a composed depth config (``task=depth backbone=<family>
+    finetune=full model.input_padding=null``: fp32, no checkpointing, VPD's head) built full size on the meta
+    device, for one ``size`` x ``size`` image (default: the family's native resolution)."""
+    from vpd_lightning.backbone.families import get_family
+
+    size = size or get_family(cfg.backbone.family).native_size
+    model = build_sd15_model(cfg)
+    with torch.device("meta"):
+        image, class_ids = torch.zeros(1, 3, size, size), torch.zeros(1, dtype=torch.long)
+    return activation_bytes(model, image, class_ids)
+
+
+# ------------------------------------------------------------------------------------ memory= presets per family
+class MemoryPresetError(ConfigError):
+    """A ``memory=`` preset cannot hold the configured family's training state and one image (a ``ValueError``)."""
+
+
+@dataclass(frozen=True)
+class PresetFit:
+    """The per-GPU batch x accumulation a ``memory=`` preset runs for one family and task, and its bytes."""
+
+    preset: str
+    family: str
+    task: str
+    budget: int
+    state: int  # parameters + buffers + gradients + optimizer state, counted
+    activations_per_image: int
+    batch: int
+    accumulate: int
+
+    @property
+    def needed(self) -> int:
+        return self.state + self.batch * self.activations_per_image
+
+
+def preset_activations_per_image(memory: Any, family: str) -> int:
+    """Activation bytes of one image of ``family`` at its native resolution under a preset: the preset's
+    ``activations_gb_per_image`` -- a number, measured for SD-1.5 at 512^2 and scaled by the family's
+    ``activation_scale``, or a mapping ``{family: GB}`` of figures measured per family (a family missing from it
+    scales the mapping's ``sd15`` figure)."""
+    from omegaconf import OmegaConf
+
+    from vpd_lightning.backbone.families import get_family
+
+    value = memory.activations_gb_per_image
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        if family in value:
+            return int(float(value[family]) * GB)
+        if "sd15" not in value:
+            raise MemoryPresetError(
+                f"memory.activations_gb_per_image of preset {memory.name} has no figure for {family} nor sd15"
+            )
+        value = value["sd15"]
+    return int(float(value) * get_family(family).activation_scale * GB)
+
+
+def fit_preset(cfg, model: nn.Module | None = None) -> PresetFit:
+    """Fit a composed training config with a ``memory=`` preset to its budget: the exact training-state bytes of
+    the full-size model of its family (built on the meta device unless ``model`` is given) plus the activations
+    of ``batch`` images (:func:`preset_activations_per_image`) must fit ``memory.budget_gb``.
+
+    The configured per-GPU batch is kept when it fits; otherwise the largest per-GPU batch dividing batch x
+    accumulation that fits is taken, accumulation rising so that the product (the global batch) is unchanged.
+    The preset's levers (fine-tuning mode, optimizer, dtypes) are never changed: when not even one image fits,
+    :class:`MemoryPresetError` names the family, the preset, the bytes needed and the budget."""
+    from omegaconf import OmegaConf
+
+    memory, family = cfg.memory, OmegaConf.select(cfg, "backbone.family", default="sd15")
+    budget = int(float(memory.budget_gb) * GB)
+    batch, accumulate = int(cfg.data.batch_size), int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    model = model if model is not None else build_sd15_model(cfg)
+    state = count_training_bytes(model, optimizer_kind(cfg.model.optimizer._target_)).total
+    per_image = preset_activations_per_image(memory, family)
+    total = batch * accumulate
+    fit = dict(preset=str(memory.name), family=family, task=str(cfg.task_name), budget=budget, state=state)
+    for b in range(min(batch, total), 0, -1):
+        if total % b == 0 and state + b * per_image <= budget:
+            return PresetFit(**fit, activations_per_image=per_image, batch=b, accumulate=total // b)
+    finetune = OmegaConf.select(cfg, "finetune.mode", default="full")
+    hint = "choose a preset for a larger GPU"
+    if finetune == "full":
+        lora = _lora_needed(cfg)
+        hint += (
+            f", or LoRA on this one: memory=gpu12 memory.budget_gb={memory.budget_gb} ({gb(lora)} GB at batch 1)"
+            if lora <= budget
+            else f" (LoRA with memory=gpu12's levers needs {gb(lora)} GB at batch 1 too)"
+        )
+    err = MemoryPresetError(
+        f"memory={memory.name} does not fit backbone={family} for task={cfg.task_name}: the training state "
+        f"({finetune} fine-tuning) is {gb(state)} GB and one {family} image at its native resolution needs "
+        f"{gb(per_image)} GB of activations, {gb(state + per_image)} GB in all at per-GPU batch 1, over the "
+        f"preset's budget of {memory.budget_gb} GB; {hint}"
+    )
+    err.state, err.activations_per_image = state, per_image
+    raise err
+
+
+def _lora_needed(cfg) -> int:
+    """Bytes of ``cfg``'s family and task at per-GPU batch 1 with the levers of ``memory=gpu12`` (LoRA, frozen
+    weights in bf16, checkpointing, AdamW; its activation figure)."""
+    import copy
+
+    from omegaconf import OmegaConf, open_dict
+
+    from vpd_lightning.config import CONFIG_DIR
+
+    root = Path(CONFIG_DIR)
+    preset = OmegaConf.load(root / "memory" / "gpu12.yaml")
+    lora = copy.deepcopy(cfg)
+    with open_dict(lora):
+        lora.finetune = OmegaConf.load(root / "finetune" / "lora.yaml")
+        lora.backbone.merge_with(preset.backbone)
+        lora.model.optimizer.merge_with(preset.model.optimizer)
+    state = count_training_bytes(build_sd15_model(lora), optimizer_kind(preset.model.optimizer._target_)).total
+    return state + preset_activations_per_image(preset.memory, lora.backbone.family)
+
+
+def apply_memory_preset(cfg) -> PresetFit | None:
+    """:func:`fit_preset` for a training config with a ``memory=`` preset of a single task (others: ``None``),
+    writing the fitted per-GPU batch and accumulation into ``data.batch_size`` and
+    ``trainer.accumulate_grad_batches``."""
+    from omegaconf import OmegaConf, open_dict
+
+    memory = cfg.get("memory")
+    if not memory or not memory.get("name") or OmegaConf.select(cfg, f"memory.batch.{cfg.task_name}") is None:
+        return None
+    fit = fit_preset(cfg)
+    with open_dict(cfg):
+        cfg.data.batch_size = fit.batch
+        cfg.trainer.accumulate_grad_batches = fit.accumulate
+    return fit

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vpd_lightning.checkpoint import check_run_checkpoint, remove_stale_temp_files
 from vpd_lightning.config import hydra_main, job_overrides
 from vpd_lightning.export import CheckpointNotFoundError, model_spec
+from vpd_lightning.memory import apply_memory_preset
 from vpd_lightning.utils import format_metrics, instantiate_list
 from vpd_lightning.utils.errors import report_user_errors
 from vpd_lightning.utils.validate import validate_config
@@ -108,6 +109,13 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> dict:
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit (and test) the configured task; return the metrics and the objects."""
     validate_config(cfg)  # bad values fail here, in seconds, not after the data and the model are built
+    fit = apply_memory_preset(cfg)  # memory=<preset>: batch x accumulation for the family, or a clear refusal
+    if fit is not None:
+        log.info(
+            "memory=%s, backbone=%s: per-GPU batch %d x accumulation %d, %.2f GB of %.0f GB (state %.2f GB + "
+            "activations %.2f GB per image)", fit.preset, fit.family, fit.batch, fit.accumulate, fit.needed / 1e9,
+            fit.budget / 1e9, fit.state / 1e9, fit.activations_per_image / 1e9,
+        )  # fmt: skip
     torch.set_float32_matmul_precision("high")
     log.info("output folder: %s", cfg.paths.output_dir)
     remove_stale_temp_files(Path(cfg.paths.output_dir) / "checkpoints")

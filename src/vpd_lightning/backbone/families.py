@@ -42,6 +42,10 @@ class Family:
     text_encoders: tuple[str, ...] = ("text_encoder",)
     tokenizer_pad: str = "<|endoftext|>"
     description: str = ""
+    #: activations of one image at ``native_size`` / one SD-1.5 image at 512^2: the ratio of the bytes autograd
+    #: saves in the full-size depth model's forward, counted on the meta device (``vpd_lightning.memory.
+    #: family_activation_bytes``; tests/test_memory_presets.py recounts it), rounded up to 0.01
+    activation_scale: float = 1.0
 
     @property
     def config_dir(self) -> Path:
@@ -54,7 +58,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "sd21": Family(
         "sd21", "stabilityai/stable-diffusion-2-1", "sd2", 768, 1024, tokenizer_pad="!",
-        description="Stable Diffusion 2.1 (768, v-prediction)",
+        description="Stable Diffusion 2.1 (768, v-prediction)", activation_scale=2.25,
     ),
     "sd21_base": Family(
         "sd21_base", "stabilityai/stable-diffusion-2-1-base", "sd2", 512, 1024, tokenizer_pad="!",
@@ -63,6 +67,7 @@ FAMILIES: dict[str, Family] = {
     "sdxl": Family(
         "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024, 2048,
         text_encoders=("text_encoder", "text_encoder_2"), description="Stable Diffusion XL base 1.0",
+        activation_scale=6.9,
     ),
 }  # fmt: skip
 
