@@ -10,9 +10,9 @@ protocol and metrics, and the learning-rate rules of its own parameters.
 **Per-task backward.** Training uses manual optimisation: at each step the tasks of the step run one after the
 other, each with its own forward and ``backward`` of its weighted loss, so its activations are freed before the
 next task runs; the gradients add up in ``.grad`` and one optimiser step follows. Peak memory is that of the
-largest single task, not the sum. Under DDP all but the last task's backward run without gradient
-synchronisation (``no_sync``); the last one synchronises the accumulated gradients once, and it touches (x 0)
-every trainable parameter its own graph does not reach, so DDP never meets an unused parameter
+largest single task, not the sum. Under DDP all but the step's last backward (last task, last micro-batch) run
+without gradient synchronisation (``no_sync``); the last one synchronises the accumulated gradients once, and it
+touches (x 0) every trainable parameter its own graph does not reach, so DDP never meets an unused parameter
 (``find_unused_parameters`` stays off) whichever tasks a step holds. Parameters of tasks that sat a step out get
 no gradient (``None``), so AdamW leaves them, their moments included, untouched, as without DDP.
 
