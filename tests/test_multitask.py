@@ -53,6 +53,17 @@ def test_bad_task_lists_and_weights_are_one_line_errors_naming_the_tasks(roots, 
         check_task_list(["normals"])
     with pytest.raises(ConfigError, match=r"lists 'segmentation' but data.segmentation is missing; .* for: depth"):
         MultiTaskDataModule(["depth", "segmentation"], depth={"_target_": "builtins.dict"})
+    from vpd_lightning.data.multitask import check_accumulate
+
+    # per-task accumulation: 1 by default; a memory preset's entries for tasks not trained are ignored
+    assert check_accumulate({"segmentation": 2, "referring": 4}, ["depth", "segmentation"]) == {
+        "depth": 1,
+        "segmentation": 2,
+    }
+    with pytest.raises(ConfigError, match=r"^multitask.accumulate: unknown task 'normals'; the tasks are depth, "):
+        check_accumulate({"normals": 2}, ["depth"])
+    with pytest.raises(ConfigError, match=r"accumulate.depth must be an integer >= 1, got 0 \(the trained tasks are d"):
+        check_accumulate({"depth": 0}, ["depth", "segmentation"])
 
     cfg = _cfg(["depth", "segmentation"], roots, tiny_sd_dir, tmp_path, "multitask.loss_weights={referring: 2.0}")
     with pytest.raises(Exception) as err:
