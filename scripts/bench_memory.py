@@ -17,7 +17,7 @@ mix) and one run prints the whole table:
     python scripts/bench_memory.py                                   # every configuration, 512x512
     python scripts/bench_memory.py --configs full lora --size 256    # a subset
     python scripts/bench_memory.py --predict --image-size 4000x3000  # inference: Predictor on a 12 MP photo
-    python scripts/bench_memory.py --presets                         # memory= presets: counted bytes (meta)
+    python scripts/bench_memory.py --presets                         # memory= presets (single, multi-task)
     python scripts/bench_memory.py --presets --family sdxl           # ... fitted for another backbone family
 
 Full-size runs hold ~15 GB each; on a shared machine run them under a lock: ``flock /tmp/fullsize.lock python
@@ -66,14 +66,14 @@ def cpu_flags() -> str:
     return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma") if f in flags)
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], task: str = "depth"):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     from vpd_lightning.config import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["task=depth", *overrides], return_hydra_config=True)
+        cfg = compose("train", overrides=[f"task={task}", *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
 
@@ -224,6 +224,34 @@ def preset_table(family: str = "sd15") -> str:
     return "\n".join(lines)
 
 
+def multitask_preset_table() -> str:
+    """The ``memory=`` presets with ``experiment=multitask_vpd`` (all three tasks on one backbone): counted bytes of
+    the multi-task model (meta) + the recorded activations of the largest task's micro-batch."""
+    from pathlib import Path
+
+    from vpd_lightning.config import CONFIG_DIR
+    from vpd_lightning.memory import activation_images, build_sd15_model, count_training_bytes, optimizer_kind
+
+    presets = sorted((p.stem for p in (Path(CONFIG_DIR) / "memory").glob("*.yaml")), key=lambda n: -int(n[3:]))
+    tasks = ("depth", "segmentation", "referring")
+    lines = [
+        "| preset | finetune | batch x accum (depth / segmentation / referring) | trainable params | params + grads + "
+        "optimizer (counted) | activations (largest micro-batch, measured) | total | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for preset in presets:
+        cfg = _compose(["experiment=multitask_vpd", f"memory={preset}"], task="multitask")
+        count = count_training_bytes(build_sd15_model(cfg), optimizer_kind(cfg.memory.optimizer))
+        acts = cfg.memory.activations_gb_per_image * activation_images(cfg)
+        batches = " / ".join(f"{cfg.data[t].batch_size} x {cfg.multitask.accumulate[t]}" for t in tasks)
+        lines.append(
+            f"| {preset} | {cfg.finetune.mode} | {batches} | {count.trainable_params / 1e6:.1f} M | "
+            f"{count.total / 1e9:.2f} GB | {acts:.2f} GB | {count.total / 1e9 + acts:.2f} GB | "
+            f"{cfg.memory.budget_gb} GB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -243,6 +271,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.presets:
         print(preset_table(args.family))
+        print()
+        print(multitask_preset_table())
         return
     if args.child is not None:  # one configuration in this process
         import torch

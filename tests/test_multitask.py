@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from tiny_config import make_cfg, tiny_multitask
-from tolerance import float32_rtol
+from tolerance import EPS32, float32_rtol
 
 from vpd_lightning.utils.errors import ConfigError, find_user_error
 
@@ -53,6 +53,17 @@ def test_bad_task_lists_and_weights_are_one_line_errors_naming_the_tasks(roots, 
         check_task_list(["normals"])
     with pytest.raises(ConfigError, match=r"lists 'segmentation' but data.segmentation is missing; .* for: depth"):
         MultiTaskDataModule(["depth", "segmentation"], depth={"_target_": "builtins.dict"})
+    from vpd_lightning.data.multitask import check_accumulate
+
+    # per-task accumulation: 1 by default; a memory preset's entries for tasks not trained are ignored
+    assert check_accumulate({"segmentation": 2, "referring": 4}, ["depth", "segmentation"]) == {
+        "depth": 1,
+        "segmentation": 2,
+    }
+    with pytest.raises(ConfigError, match=r"^multitask.accumulate: unknown task 'normals'; the tasks are depth, "):
+        check_accumulate({"normals": 2}, ["depth"])
+    with pytest.raises(ConfigError, match=r"accumulate.depth must be an integer >= 1, got 0 \(the trained tasks are d"):
+        check_accumulate({"depth": 0}, ["depth", "segmentation"])
 
     cfg = _cfg(["depth", "segmentation"], roots, tiny_sd_dir, tmp_path, "multitask.loss_weights={referring: 2.0}")
     with pytest.raises(Exception) as err:
@@ -134,6 +145,51 @@ def test_per_task_backward_accumulates_the_joint_gradient(two_task_model):
     for name in joint:  # one extra float32 addition of two partial gradients
         scale = joint[name].abs().max().item()
         assert torch.allclose(separate[name], joint[name], rtol=0, atol=4 * float32_rtol(2) * scale + 1e-30), name
+
+
+def test_accumulation_backwards_micro_batches_with_the_whole_batch_gradient(two_task_model):
+    """accumulate={segmentation: 2, depth: 2}: four backward passes of one image each. Segmentation's
+    cross-entropy (a mean over equally many labelled pixels per image) gets the gradient of the whole batch;
+    depth's SiLog the mean of its micro-batch losses' gradients (as Lightning's accumulate_grad_batches). Eval
+    mode: batch norm with running statistics, no dropout, so that a sample's output does not depend on the rest of
+    its batch."""
+    model = copy.copy(two_task_model)  # a shallow copy: `accumulate` set below stays on the copy
+    batches = {"depth": _depth_batch(), "segmentation": _seg_batch()}
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        model.accumulate = {"depth": 2, "segmentation": 2}
+        micro = model.micro_batches("depth", batches["depth"])
+        assert [(m["image"].shape[0], share) for m, share in micro] == [(1, 0.5), (1, 0.5)]
+        assert torch.equal(micro[1][0]["depth"], batches["depth"]["depth"][1:])
+        model.zero_grad(set_to_none=True)
+        total, losses = model.backward_tasks(batches, ["depth", "segmentation"])
+        accumulated = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+        model.zero_grad(set_to_none=True)  # the reference: segmentation's whole batch, depth's two halves
+        with model.variant("segmentation"):
+            seg = model.tasks["segmentation"].training_loss(batches["segmentation"])
+        with model.variant("depth"):
+            depth = [model.tasks["depth"].training_loss(m) for m, _ in micro]
+        (seg + (depth[0] + depth[1]) / 2).backward()
+        reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    finally:
+        model.zero_grad(set_to_none=True)
+        for module, mode in modes.items():
+            module.training = mode
+    assert losses["segmentation"].item() == pytest.approx(seg.item(), rel=float32_rtol(2 * 48 * 48, passes=5))
+    assert total.item() == pytest.approx((seg + (depth[0] + depth[1]) / 2).item(), rel=1e-5)
+    assert accumulated.keys() == reference.keys() and any(k.startswith("tasks.segmentation.head") for k in reference)
+    # the same sums over the two images' pixels, split in two and added (as one process against two): the
+    # tolerance of test_two_process_ddp_multitask_matches_one_process. A gradient that is zero in exact arithmetic
+    # (the mid block's self-attention q/k: softmax over its one token) is rounding noise of the model's gradients,
+    # below float32's resolution of the largest one: both sides must stay at that noise level.
+    rtol = float32_rtol(2 * 48 * 48, passes=5)
+    top = max(g.abs().max().item() for g in reference.values())
+    for name, want in reference.items():
+        scale = want.abs().max().item()
+        scale = top if scale < EPS32 * top else scale
+        assert (accumulated[name] - want).abs().max().item() <= rtol * scale, name
 
 
 def test_task_sampling_is_a_function_of_seed_and_step(two_task_model):

@@ -227,3 +227,47 @@ def test_backbones_sweep_config_lists_every_family():
     cfg = make_cfg(["sweep=backbones"])
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.hydra.sweeper.params.backbone.split(",") == list(FAMILIES)
+
+
+@pytest.mark.slow
+def test_multitask_weight_sweep_runs_each_weight_and_returns_the_score(nyu_root, ade_root, tiny_sd_dir, tmp_path):
+    """The README's `experiment=multitask_depth_segmentation sweep=multitask_weights`, narrowed on the command line
+    to two segmentation weights, on the tiny model (1 step + 1 validation batch per job): each job trains with its
+    weight (its logged train/loss is depth's loss + weight x segmentation's) and returns val/multitask_score, which
+    the summary records as its objective."""
+    from test_distributed import _rows
+    from tiny_config import tiny_multitask
+
+    roots = {"depth": nyu_root, "segmentation": ade_root}
+    sweep = tmp_path / "weights"
+    args = [
+        *tiny_multitask(["depth", "segmentation"], roots, tiny_sd_dir, tmp_path),
+        "experiment=multitask_depth_segmentation",
+        "sweep=multitask_weights",
+        "+multitask.loss_weights.segmentation=0.5,2.0",  # replaces the sweep's 0.5,1.0,2.0
+        "trainer=cpu",
+        "data.depth.batch_size=2",
+        "data.segmentation.batch_size=2",
+        "trainer.max_steps=1",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "logger=csv",
+        "callbacks=none",
+        "test=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_train(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep / "summary.csv")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "completed")]
+    for row, weight in zip(rows, (0.5, 2.0)):
+        job = Path(row["output_dir"])
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+        assert cfg.multitask.loss_weights.segmentation == weight and cfg.monitor == "val/multitask_score"
+        [train] = _rows(job, "train/")
+        want = float(train["train/depth/loss"]) + weight * float(train["train/segmentation/loss"])
+        assert float(train["train/loss"]) == pytest.approx(want, rel=1e-6)
+        [val] = _rows(job, "val/multitask_score")
+        score = float(val["val/multitask_score"])
+        assert 0 <= score <= 1 and float(row["objective"]) == pytest.approx(score, rel=1e-6)

@@ -34,3 +34,23 @@ class StepFile(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.path.write_text(str(trainer.global_step))
         time.sleep(self.sleep_s)
+
+
+class RecordMicroBatches(L.Callback):
+    """Record ``(task, images)`` of every call of a multi-task model's per-task ``training_loss`` (the micro-batches
+    it backwards one at a time) in ``self.calls``, and the global step before each call in ``self.steps``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.steps: list[int] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for task, sub in pl_module.tasks.items():
+            original = sub.training_loss
+
+            def spy(batch, task=task, original=original):
+                self.calls.append((task, int(batch["image"].shape[0])))
+                self.steps.append(trainer.global_step)
+                return original(batch)
+
+            sub.training_loss = spy

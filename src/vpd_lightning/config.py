@@ -255,6 +255,15 @@ def _fast_precision() -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
+def _memory_apply(preset: str | None, task: str) -> str:
+    """``${vpd_memory_apply:${memory},${task}}`` (train.yaml's defaults list): which ``conf/memory/apply`` file puts
+    a ``memory=`` preset's tables into effect: ``multitask`` for ``task=multitask``, ``single`` for one task,
+    ``none`` (no such file: nothing applied) without a preset."""
+    if preset in (None, "null", "None"):
+        return "none"
+    return "multitask" if task == "multitask" else "single"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("vpd_tiny_sd"):
         OmegaConf.register_new_resolver("vpd_tiny_sd", _tiny_sd, use_cache=True)
@@ -268,6 +277,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("vpd_direction", _direction)
     if not OmegaConf.has_resolver("vpd_fast_precision"):
         OmegaConf.register_new_resolver("vpd_fast_precision", _fast_precision)
+    if not OmegaConf.has_resolver("vpd_memory_apply"):
+        OmegaConf.register_new_resolver("vpd_memory_apply", _memory_apply)
     if not OmegaConf.has_resolver("vpd_run_name"):
         OmegaConf.register_new_resolver("vpd_run_name", _run_name)
 

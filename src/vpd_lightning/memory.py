@@ -21,7 +21,11 @@ measured by ``scripts/bench_memory.py``.
 :func:`build_sd15_model` builds a task model from a composed training configuration on the meta device with
 full-size components of the configuration's backbone family (``backbone=sd15|sd21|sd21_base|sdxl``: the
 configurations shipped in ``backbone/sd_configs/<family>``), so the counts above hold for the real model without
-loading or allocating 4 GB (SDXL: 10 GB) of weights.
+loading or allocating 4 GB (SDXL: 10 GB) of weights; ``scripts/bench_memory.py --presets`` and
+``tests/test_memory_presets.py`` combine it with a ``memory=`` preset's budget. For ``task=multitask`` it builds the
+multi-task model: one shared backbone and every trained task's head, text adapter and (referring) text encoder,
+counted once each; :func:`activation_images` gives the images whose activations a step holds at once (the largest
+task's micro-batch).
 
 Per family, :func:`activation_bytes` counts what autograd saves in a full-size forward on the meta device;
 the ratio to SD-1.5's (``Family.activation_scale``) scales the activations measured for SD-1.5, and
@@ -49,6 +53,7 @@ __all__ = [
     "MemoryPresetError",
     "PresetFit",
     "activation_bytes",
+    "activation_images",
     "apply_memory_preset",
     "build_meta_model",
     "build_sd15_model",
@@ -230,23 +235,39 @@ def build_sd15_model(cfg, device: str | torch.device = "meta", components: dict[
         unet = UNet2DConditionModel.from_config(configs["unet"])
         vae = AutoencoderKL.from_config(configs["vae"])
         backbone = DiffusionBackbone(unet, vae, **backbone_cfg)
-        overrides: dict[str, Any] = {"backbone": backbone}
+
+        def built(model_cfg) -> dict[str, Any]:  # a task model's embeddings and text encoder, real-sized
+            overrides: dict[str, Any] = {}
+            if "class_embeddings" in model_cfg:
+                names = model_cfg.class_embeddings.class_names
+                names = OmegaConf.to_container(names, resolve=True) if OmegaConf.is_config(names) else list(names)
+                overrides["class_embeddings"] = torch.randn(len(names), backbone.context_dim)
+            if "text_encoder" in model_cfg:
+                encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
+                if "text_encoder_2" in configs:
+                    from transformers import CLIPTextModelWithProjection
+
+                    from vpd_lightning.backbone.text import DualTextEncoder
+
+                    second = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(configs["text_encoder_2"]))
+                    encoder = DualTextEncoder(encoder, second)
+                overrides["text_encoder"] = encoder
+            return overrides
+
         model_cfg = cfg.model
-        if "class_embeddings" in model_cfg:
-            names = model_cfg.class_embeddings.class_names
-            names = OmegaConf.to_container(names, resolve=True) if OmegaConf.is_config(names) else list(names)
-            overrides["class_embeddings"] = torch.randn(len(names), backbone.context_dim)
-        if "text_encoder" in model_cfg:
-            encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
-            if "text_encoder_2" in configs:
-                from transformers import CLIPTextModelWithProjection
+        if str(model_cfg.get("_target_", "")).endswith("MultiTaskModel"):  # one backbone, every trained task
+            prebuilt = {task: built(model_cfg[task]) for task in model_cfg.tasks}
+            return instantiate(model_cfg, _convert_="all", backbone=backbone, prebuilt=prebuilt)
+        return instantiate(model_cfg, _convert_="all", backbone=backbone, **built(model_cfg))
 
-                from vpd_lightning.backbone.text import DualTextEncoder
 
-                second = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(configs["text_encoder_2"]))
-                encoder = DualTextEncoder(encoder, second)
-            overrides["text_encoder"] = encoder
-        return instantiate(model_cfg, _convert_="all", **overrides)
+def activation_images(cfg) -> int:
+    """Images whose activations a training step of ``cfg`` holds at once: the per-GPU (micro-)batch
+    ``data.batch_size``; for ``task=multitask`` the largest ``data.<task>.batch_size`` of the trained tasks (each
+    task's micro-batches run forward + backward one at a time, so one of them is alive at a time)."""
+    if str(cfg.model.get("_target_", "")).endswith("MultiTaskModel"):
+        return max(int(cfg.data[task].batch_size) for task in cfg.multitask.tasks)
+    return int(cfg.data.batch_size)
 
 
 #: :func:`build_sd15_model` builds any family's model (the name is kept for existing callers).
@@ -436,8 +457,8 @@ def _lora_needed(cfg) -> int:
     with open_dict(lora):
         lora.finetune = OmegaConf.load(root / "finetune" / "lora.yaml")
         lora.backbone.merge_with(preset.backbone)
-        lora.model.optimizer.merge_with(preset.model.optimizer)
-    state = count_training_bytes(build_sd15_model(lora), optimizer_kind(preset.model.optimizer._target_)).total
+        lora.model.optimizer._target_ = preset.memory.optimizer
+    state = count_training_bytes(build_sd15_model(lora), optimizer_kind(preset.memory.optimizer)).total
     return state + preset_activations_per_image(preset.memory, lora.backbone.family)
 
 

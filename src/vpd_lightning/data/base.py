@@ -90,11 +90,13 @@ class VPDDataModule(LightningDataModule):
     def eval_batch_size(self) -> int:
         return self.hparams.get("eval_batch_size", 1)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self, batch_size: int | None = None) -> DataLoader:
+        """The training loader; ``batch_size`` replaces ``hparams.batch_size`` (the multi-task data module asks
+        for micro-batch x accumulation images per step)."""
         count = getattr(self, "_restored_count", None)
         if count is not None and self.train_set is not None:  # restored from a checkpoint before setup()
             self.train_set._count, self._restored_count = int(count), None
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        return self._loader(self.train_set, batch_size or self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)

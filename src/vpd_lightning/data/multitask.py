@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import CombinedLoader
 
 from vpd_lightning.utils.errors import ConfigError
 
-__all__ = ["COMBINE_MODES", "KNOWN_TASKS", "MultiTaskDataModule", "check_task_list"]
+__all__ = ["COMBINE_MODES", "KNOWN_TASKS", "MultiTaskDataModule", "check_accumulate", "check_task_list"]
 
 #: the tasks a multi-task run can train, in their canonical order
 KNOWN_TASKS = ("depth", "segmentation", "referring")
@@ -35,6 +35,25 @@ def check_task_list(tasks: Any, option: str = "multitask.tasks") -> list[str]:
     return names
 
 
+def check_accumulate(accumulate: Any, tasks: Sequence[str], option: str = "multitask.accumulate") -> dict[str, int]:
+    """``{task: micro-batches per step}`` for every task of ``tasks`` (1 where not given). Entries of known tasks
+    that are not trained are ignored (a ``memory=`` preset lists every task); :class:`ConfigError` (one line) for an
+    unknown task or a trained task's value that is not an integer >= 1 (``null``: a preset's table lacks it)."""
+    given = dict(accumulate or {})
+    for key in given:
+        if key not in KNOWN_TASKS:
+            raise ConfigError(f"{option}: unknown task '{key}'; the tasks are {', '.join(KNOWN_TASKS)}")
+    result = {}
+    for task in tasks:
+        value = given.get(task, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"{option}.{task} must be an integer >= 1, got {value!r} (the trained tasks are {', '.join(tasks)})"
+            )
+        result[task] = value
+    return result
+
+
 class MultiTaskDataModule(LightningDataModule):
     """One data module per task, built from its config only for the tasks trained.
 
@@ -47,6 +66,8 @@ class MultiTaskDataModule(LightningDataModule):
     Args:
         tasks: the trained tasks, e.g. ``["depth", "segmentation"]``.
         mode: the training ``CombinedLoader`` mode.
+        accumulate: ``{task: N}``: the task's training batches hold N x its ``batch_size`` images, which the model
+            runs as N micro-batches of ``batch_size`` (:class:`~vpd_lightning.tasks.MultiTaskModel`); default 1.
         depth, segmentation, referring: each task's data module, or its Hydra config (instantiated here, only
             when the task is trained).
     """
@@ -58,9 +79,11 @@ class MultiTaskDataModule(LightningDataModule):
         depth: Any = None,
         segmentation: Any = None,
         referring: Any = None,
+        accumulate: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.tasks = check_task_list(tasks)
+        self.accumulate = check_accumulate(accumulate, self.tasks)
         if mode not in COMBINE_MODES:
             raise ConfigError(f"multitask.mode must be one of {list(COMBINE_MODES)}, got '{mode}'")
         self.mode = mode
@@ -102,7 +125,17 @@ class MultiTaskDataModule(LightningDataModule):
 
     def train_dataloader(self) -> CombinedLoader:
         self._sync()
-        return CombinedLoader({t: m.train_dataloader() for t, m in self.modules.items()}, mode=self.mode)
+        loaders = {}
+        for task, module in self.modules.items():
+            n = self.accumulate[task]
+            if n == 1:
+                loaders[task] = module.train_dataloader()
+                continue
+            batch_size = module.hparams.get("batch_size") if hasattr(module, "hparams") else None
+            if batch_size is None:
+                raise ConfigError(f"multitask.accumulate.{task}={n} needs data.{task}.batch_size (the micro-batch)")
+            loaders[task] = module.train_dataloader(batch_size=int(batch_size) * n)
+        return CombinedLoader(loaders, mode=self.mode)
 
     def val_dataloader(self) -> list:
         self._sync()

@@ -10,11 +10,19 @@ protocol and metrics, and the learning-rate rules of its own parameters.
 **Per-task backward.** Training uses manual optimisation: at each step the tasks of the step run one after the
 other, each with its own forward and ``backward`` of its weighted loss, so its activations are freed before the
 next task runs; the gradients add up in ``.grad`` and one optimiser step follows. Peak memory is that of the
-largest single task, not the sum. Under DDP all but the last task's backward run without gradient
-synchronisation (``no_sync``); the last one synchronises the accumulated gradients once, and it touches (x 0)
-every trainable parameter its own graph does not reach, so DDP never meets an unused parameter
+largest single task, not the sum. Under DDP all but the step's last backward (last task, last micro-batch) run
+without gradient synchronisation (``no_sync``); the last one synchronises the accumulated gradients once, and it
+touches (x 0) every trainable parameter its own graph does not reach, so DDP never meets an unused parameter
 (``find_unused_parameters`` stays off) whichever tasks a step holds. Parameters of tasks that sat a step out get
 no gradient (``None``), so AdamW leaves them, their moments included, untouched, as without DDP.
+
+**Per-task gradient accumulation** (``accumulate={task: N}``, set per task by the ``memory=`` presets): the task's
+batch of the step (N micro-batches of ``data.<task>.batch_size``, loaded at once) runs as N forward + backward
+passes of one micro-batch each, each loss weighted by its share of the batch's images, so peak memory is one
+micro-batch of the largest task; one optimiser step per training step. As with Lightning's
+``accumulate_grad_batches``, the step's loss is the mean of the micro-batch losses: for a loss that is a mean over
+samples of equal weight (cross-entropy over fully labelled crops) that is the loss of the whole batch, and the
+gradient the one of the whole batch; SiLog (the square root of whole-batch statistics) is taken per micro-batch.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from vpd_lightning.backbone import DiffusionBackbone, TextAdapter
 from vpd_lightning.backbone.diffusion_backbone import ATTENTION_LEVELS
-from vpd_lightning.data.multitask import KNOWN_TASKS, check_task_list
+from vpd_lightning.data.multitask import KNOWN_TASKS, check_accumulate, check_task_list
 from vpd_lightning.tasks.base import VPDTask
 from vpd_lightning.utils.errors import ConfigError
 
@@ -118,6 +126,8 @@ class MultiTaskModel(VPDTask):
             ``(seed, global step)`` only: identical on every process and after a resume.
         sampling_weights: ``{task: weight}`` for ``sampling=weights``.
         tasks_per_step: tasks per step for the sampled modes.
+        accumulate: ``{task: N}``: the task's step batch runs as N micro-batches, each forward + backward alone
+            (see the module docstring); default 1. Entries of tasks not trained are ignored.
         shared_text_adapter: one text adapter for every task instead of one per task.
         backbone_task: the task whose optimiser, learning-rate rules and schedule the shared backbone (and a shared
             text adapter, the uncertainty weights) follows; default the first of ``tasks``.
@@ -145,6 +155,7 @@ class MultiTaskModel(VPDTask):
         sampling: str = "all",
         sampling_weights: Mapping[str, float] | None = None,
         tasks_per_step: int = 1,
+        accumulate: Mapping[str, int] | None = None,
         shared_text_adapter: bool = False,
         backbone_task: str | None = None,
         attention: Mapping[str, str] | None = None,
@@ -188,6 +199,7 @@ class MultiTaskModel(VPDTask):
         if not 1 <= int(tasks_per_step) <= len(names):
             raise ConfigError(f"multitask.tasks_per_step must be in [1, {len(names)}], got {tasks_per_step}")
         self.tasks_per_step = int(tasks_per_step)
+        self.accumulate = check_accumulate(accumulate, names)
         self.weighting, self.sampling, self.seed = weighting, sampling, int(seed)
         self.backbone_task = backbone_task or names[0]
         if self.backbone_task not in names:
@@ -231,6 +243,7 @@ class MultiTaskModel(VPDTask):
                 "sampling": sampling,
                 "sampling_weights": {t: float(v) for t, v in self.sampling_weights.items()},
                 "tasks_per_step": self.tasks_per_step,
+                "accumulate": self.accumulate,
                 "shared_text_adapter": bool(shared_text_adapter),
                 "backbone_task": self.backbone_task,
                 "attention": self.attention,
@@ -381,29 +394,67 @@ class MultiTaskModel(VPDTask):
                 zero = term if zero is None else zero + term
         return zero
 
+    def micro_batches(self, task: str, batch: Mapping[str, Any]) -> list[tuple[dict, float]]:
+        """``task``'s step batch cut into ``accumulate[task]`` micro-batches along the first dimension (tensors and
+        per-sample lists), each with its share of the batch's samples; empty pieces (a batch smaller than N) left
+        out."""
+        n = self.accumulate[task]
+        size = _batch_len(batch)
+        if n == 1 or size is None:
+            return [(dict(batch), 1.0)]
+        pieces = []
+        for index in torch.arange(size).tensor_split(n):
+            if len(index) == 0:
+                continue
+            start, stop = int(index[0]), int(index[-1]) + 1
+            micro = {
+                k: v[start:stop] if isinstance(v, (torch.Tensor, list, tuple)) and len(v) == size else v
+                for k, v in batch.items()
+            }
+            pieces.append((micro, (stop - start) / size))
+        return pieces
+
+    def _backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """``manual_backward`` (all but the step's last backward without DDP's gradient synchronisation); a plain
+        ``backward`` outside a Trainer."""
+        if self._trainer is None:
+            loss.backward()
+            return
+        block = getattr(self.trainer.strategy, "block_backward_sync", None)
+        with contextlib.nullcontext() if sync or block is None else block():
+            self.manual_backward(loss)
+
+    def backward_tasks(self, batch: Mapping[str, Any], tasks: Sequence[str]) -> tuple[torch.Tensor, dict]:
+        """Forward and backward of each task of ``tasks`` on its batch in ``batch``, one micro-batch at a time (see
+        the module docstring); gradients accumulate in ``.grad``. Returns the step's total weighted loss and
+        ``{task: loss}`` (the micro-batch losses weighted by their shares), both detached."""
+        plan = [(task, micro, share) for task in tasks for micro, share in self.micro_batches(task, batch[task])]
+        total = torch.zeros((), device=self.device)
+        losses: dict[str, torch.Tensor] = {}
+        for i, (task, micro, share) in enumerate(plan):
+            last = i == len(plan) - 1
+            with self.variant(task):
+                loss = self.tasks[task].training_loss(micro)
+            weighted = self.weighted_loss(task, loss) * share
+            if last:
+                zero = self._untouched(task)
+                weighted = weighted if zero is None else weighted + zero
+            self._backward(weighted, sync=last)
+            losses[task] = losses.get(task, 0.0) + loss.detach() * share
+            total = total + weighted.detach()
+        return total, losses
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         chosen = [t for t in self.step_tasks(self.global_step) if batch.get(t) is not None]
         optimizer.zero_grad()
-        strategy = self.trainer.strategy
-        total = torch.zeros((), device=self.device)
-        for i, task in enumerate(chosen):
-            last = i == len(chosen) - 1
-            with self.variant(task):
-                loss = self.tasks[task].training_loss(batch[task])
-            weighted = self.weighted_loss(task, loss)
-            if last:
-                zero = self._untouched(task)
-                weighted = weighted if zero is None else weighted + zero
-            block = getattr(strategy, "block_backward_sync", None)
-            with contextlib.nullcontext() if last or block is None else block():
-                self.manual_backward(weighted)
-            size = next(v for v in batch[task].values() if isinstance(v, torch.Tensor)).shape[0]
-            self.log(f"train/{task}/loss", loss.detach(), batch_size=size)
+        total, losses = self.backward_tasks(batch, chosen)
+        for task, loss in losses.items():
+            size = _batch_len(batch[task]) or 1
+            self.log(f"train/{task}/loss", loss, batch_size=size)
             if self.weighting == "uncertainty":
                 self.log(f"train/{task}/log_var", self.log_vars[task].detach(), batch_size=size)
-            total = total + weighted.detach()
         idle = set(self.task_names) - set(chosen)
         for name, param in self.named_parameters():  # tasks that sat the step out: no update, moments kept
             if self.owner(name)[0] in idle:
@@ -487,6 +538,11 @@ class MultiTaskModel(VPDTask):
             f"a multi-task model predicts one task at a time: use vpd_lightning.predict with task=<one of "
             f"{', '.join(self.task_names)}>"
         )
+
+
+def _batch_len(batch: Mapping[str, Any]) -> int | None:
+    """Samples in a task batch: the first dimension of its first tensor."""
+    return next((int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim > 0), None)
 
 
 def task_state_dict(state_dict: Mapping[str, torch.Tensor], task: str) -> dict[str, torch.Tensor]:

@@ -221,8 +221,10 @@ def _multitask_problems(cfg: DictConfig) -> list[str]:
     for task in tasks:
         if _get(cfg, f"data.{task}") in (_ABSENT, None) or _get(cfg, f"model.{task}") in (_ABSENT, None):
             continue  # the data module / model reports the missing task by name
-        model = OmegaConf.to_container(cfg.model[task], resolve=False)
-        data = OmegaConf.to_container(cfg.data[task], resolve=False)
+        # each option resolved where it can be here (a memory= preset's ${memory...} values point outside the
+        # task's node), kept as written otherwise
+        model = _resolved_items(cfg, f"model.{task}")
+        data = _resolved_items(cfg, f"data.{task}")
         for key in ("backbone", "class_embeddings", "text_encoder", "class_names", "max_tokens"):
             model.pop(key, None)
         for key in ("root", "tokenizer", "class_names"):
@@ -237,10 +239,47 @@ def _multitask_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def _resolved_items(cfg: DictConfig, key: str) -> dict:
+    """The options of the node at ``key``, each resolved against the whole ``cfg`` when it can be (as written
+    otherwise)."""
+    raw = OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=False)
+    out = {}
+    for name, value in raw.items():
+        resolved = _get(cfg, f"{key}.{name}")
+        out[name] = value if resolved is _ABSENT else resolved
+    return out
+
+
+def _check_memory_tables(cfg: DictConfig, multitask: bool) -> None:
+    """A ``memory=`` preset's ``batch`` / ``accumulate`` tables must have an entry for every trained task: one line
+    naming the preset, the table, the missing task and the tasks it has."""
+    memory = _get(cfg, "memory")
+    if not isinstance(memory, dict):
+        return
+    if multitask:
+        tasks = [str(t) for t in (_get(cfg, "multitask.tasks") or [])]
+    else:
+        from vpd_lightning.export import config_task
+
+        name = _get(cfg, "task_name")
+        tasks = [name if isinstance(name, str) else config_task(cfg)]
+    for key in ("batch", "accumulate"):
+        table = memory.get(key)
+        if not isinstance(table, dict):
+            continue
+        for task in tasks:
+            if task is not None and task not in table:
+                raise ConfigError(
+                    f"memory={memory.get('name', '?')}: memory.{key} has no '{task}'; it has {', '.join(table)}"
+                )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every invalid option of ``cfg`` (see the module docstring)."""
+    multitask = str(_get(cfg, "model._target_")).endswith("MultiTaskModel")
+    _check_memory_tables(cfg, multitask)  # the root cause of the missing batch size / accumulation below
     problems = config_problems(cfg)
-    if str(_get(cfg, "model._target_")).endswith("MultiTaskModel"):
+    if multitask:
         problems += _multitask_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
