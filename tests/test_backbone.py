@@ -232,7 +232,7 @@ def sd15_backbone():
     return DiffusionBackbone(unet, AutoencoderKL(**TINY_VAE_CONFIG), attention="a32")
 
 
-@pytest.mark.parametrize("size", [(512, 512), (480, 640)])
+@pytest.mark.parametrize("size", [(512, 512), pytest.param((480, 640), marks=pytest.mark.slow)])
 def test_sd15_pyramid_full_size(sd15_backbone, size):
     assert sum(p.numel() for p in sd15_backbone.unet.parameters()) == 859_520_964
     with torch.no_grad():

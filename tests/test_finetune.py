@@ -395,7 +395,8 @@ def test_lora_export_merged_or_separate(runs, tmp_path):
 
 
 # partial under DDP: only with `make test-full` (the default suite keeps lora, the mode with new parameters)
-@pytest.mark.parametrize("mode", ["lora", pytest.param("partial", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two DDP processes: 19 s (DDP itself is in the default suite: tests/test_distributed.py)
+@pytest.mark.parametrize("mode", ["lora", "partial"])
 def test_mode_trains_under_ddp(mode, nyu_root, tiny_sd_dir, tmp_path):
     """2 CPU processes (gloo, find_unused_parameters off): DDP must see a gradient for every trainable parameter
     (peft's adapters, the partially trained UNet) and none for the frozen ones."""

@@ -77,6 +77,7 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(nyu_root, tiny_sd_dir
     assert set(timesteps) <= {1, 100} and results.best_params["backbone.timestep"] in (1, 100)
 
 
+@pytest.mark.slow  # 10 s; the failed-trial test covers the bookkeeping in the default suite
 def test_a_search_that_fails_too_often_stops_and_still_writes_its_results(nyu_root, tiny_sd_dir, tmp_path):
     """Every trial fails: with max_failure_rate=0.5 of 4 trials the search stops at the third failure, exits
     non-zero with a message saying why, and its results file lists the failures (no best trial)."""
@@ -127,6 +128,7 @@ def test_a_failing_job_does_not_lose_the_others_and_each_job_is_its_own_wandb_ru
     assert b"val/rmse" in wandb_run_bytes(Path(runs[1][0]), b"val/rmse")
 
 
+@pytest.mark.slow  # 18 s: a job in its own process through submitit's local executor
 def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, tmp_path):
     """cluster=slurm uses Hydra's submitit launcher; its local executor runs the same pickled job code path."""
     sweep = tmp_path / "submitit"
@@ -141,6 +143,7 @@ def test_submitit_launcher_runs_a_job_in_its_own_process(nyu_root, tiny_sd_dir, 
     assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").backbone.timestep == 100
 
 
+@pytest.mark.slow  # 10 s per task; depth's grid multirun stays in the default suite (tests/test_train.py)
 @pytest.mark.parametrize("task", ["segmentation", "referring"])
 def test_grid_multirun_for_the_other_tasks(task, ade_root, refer_root, tiny_sd_dir, tmp_path):
     """The attention-variant grid (sweep=attention minus `none`) on the segmentation and referring tasks: the
