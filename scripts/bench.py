@@ -15,7 +15,9 @@ For every configuration (one process each, so peak memory figures do not mix) it
   convolutions and attention; the same count for every configuration, so MFU compares like with like).
 
 Configurations: ``baseline`` (explicit softmax in every attention layer, fp32, eager: the original VPD's cost
-model) and ``ours`` for every ``--precision`` x ``--compile`` combination. The report names the CPU (model and
+model) and ``ours`` for every ``--precision`` (fp32, bf16 autocast, bf16w: autocast with the weights that do not
+train held in bf16) x ``--compile`` x ``--layout`` (contiguous, channels_last) combination, or the subset named
+with ``--configs``. The report names the CPU (model and
 vector flags: AVX-512, native bf16 or AVX2 only) or the GPU, and the ratio of every configuration's times to the
 baseline's. Random weights; the UNet is a tiny test configuration
 (``tiny``: SD-1.x topology, ``tiny_sd21``, ``tiny_sdxl``) or a full-size family from the shipped configurations:
