@@ -63,16 +63,33 @@ def rounding_ops(model: nn.Module, run) -> tuple[int, int]:
     return calls[0], fan_in[0]
 
 
+def _build_task(kind: str, tiny_sd_dir, **backbone_options):
+    """The tiny depth (attention none) or segmentation (A32) task of these tests, seeded."""
+    torch.manual_seed(0)
+    if kind == "depth":
+        backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="none", **backbone_options)
+        return DepthEstimationTask(
+            backbone,
+            functools.partial(VPDDepthHead, fusion_channels=32, head_channels=16),
+            torch.randn(5, 32),
+            functools.partial(torch.optim.AdamW),
+        )
+    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="a32", **backbone_options)
+    return SemanticSegmentationTask(
+        backbone,
+        functools.partial(FPN, out_channels=16),
+        functools.partial(FPNHead, channels=16),
+        class_embeddings=torch.randn(6, 32),
+        optimizer=functools.partial(torch.optim.AdamW),
+        crop_size=(64, 64),
+        stride=(40, 40),
+        test_scale=(256, 64),
+    )
+
+
 @pytest.fixture(scope="module")
 def depth_task(tiny_sd_dir):
-    torch.manual_seed(0)
-    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="none")
-    task = DepthEstimationTask(
-        backbone,
-        functools.partial(VPDDepthHead, fusion_channels=32, head_channels=16),
-        torch.randn(5, 32),
-        functools.partial(torch.optim.AdamW),
-    )
+    task = _build_task("depth", tiny_sd_dir)
     # VPD initialises the head's last layers with std 1e-3 (an output of ~5 m everywhere); torch's default
     # initialisation instead, so the depth map varies and the comparisons below test something
     torch.manual_seed(1)
@@ -84,18 +101,7 @@ def depth_task(tiny_sd_dir):
 
 @pytest.fixture(scope="module")
 def seg_task(tiny_sd_dir):
-    torch.manual_seed(0)
-    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention="a32")
-    task = SemanticSegmentationTask(
-        backbone,
-        functools.partial(FPN, out_channels=16),
-        functools.partial(FPNHead, channels=16),
-        class_embeddings=torch.randn(6, 32),
-        optimizer=functools.partial(torch.optim.AdamW),
-        crop_size=(64, 64),
-        stride=(40, 40),
-        test_scale=(256, 64),
-    )
+    task = _build_task("segmentation", tiny_sd_dir)
     for m in task.modules():  # non-trivial BatchNorm statistics, so batching in eval mode is really tested
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -223,28 +229,9 @@ def test_regional_compile_matches_eager_with_capture_and_taps(tiny_sd_dir, backe
 
 
 # ------------------------------------------------------------------------------------------------ channels last
-def _channels_last_twin(task, tiny_sd_dir, attention):
+def _channels_last_twin(task, tiny_sd_dir, kind):
     """The same task and weights, its backbone built with channels_last=True (the task's setup converts the head)."""
-    torch.manual_seed(0)
-    backbone = DiffusionBackbone.from_pretrained(tiny_sd_dir, attention=attention, channels_last=True)
-    if isinstance(task, DepthEstimationTask):
-        other = DepthEstimationTask(
-            backbone,
-            functools.partial(VPDDepthHead, fusion_channels=32, head_channels=16),
-            torch.randn(5, 32),
-            functools.partial(torch.optim.AdamW),
-        )
-    else:
-        other = SemanticSegmentationTask(
-            backbone,
-            functools.partial(FPN, out_channels=16),
-            functools.partial(FPNHead, channels=16),
-            class_embeddings=torch.randn(6, 32),
-            optimizer=functools.partial(torch.optim.AdamW),
-            crop_size=(64, 64),
-            stride=(40, 40),
-            test_scale=(256, 64),
-        )
+    other = _build_task(kind, tiny_sd_dir, channels_last=True)
     other.load_state_dict(task.state_dict())
     other.setup("fit")
     return other.eval()
@@ -256,8 +243,8 @@ def test_channels_last_matches_contiguous_within_summation_order(depth_task, seg
     kernels only sum in another order)."""
     torch.manual_seed(2)
     image, ids = torch.rand(2, 3, 64, 64), torch.tensor([1, 4])
-    depth_cl = _channels_last_twin(depth_task, tiny_sd_dir, "none")
-    seg_cl = _channels_last_twin(seg_task, tiny_sd_dir, "a32")
+    depth_cl = _channels_last_twin(depth_task, tiny_sd_dir, "depth")
+    seg_cl = _channels_last_twin(seg_task, tiny_sd_dir, "segmentation")
     convs = [m for m in (*depth_cl.modules(), *seg_cl.modules()) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert convs and all(
         m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs if m.weight.shape[-1] > 1
