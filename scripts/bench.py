@@ -26,8 +26,8 @@ baseline's. Random weights; the UNet is a tiny test configuration
 
     python scripts/bench.py                                                  # tiny UNet, 128 px, fp32 vs bf16
     python scripts/bench.py --unet sd15 --size 512 --repeats 3 --compile none regional   # SD-1.5, 512x512
-    python scripts/bench.py --unet sd21 --precision bf16 --skip-eval                     # SD 2.1, 768x768
-    python scripts/bench.py --unet sdxl --precision bf16 --skip-eval                     # SDXL, 1024x1024
+    python scripts/bench.py --unet sd21 --no-baseline --precision bf16w --layout channels_last  # SD 2.1, 768x768
+    python scripts/bench.py --unet sdxl --no-baseline --precision bf16w --layout channels_last --finetune lora
 
 Memory per fine-tuning mode and memory lever (and of prediction on a 12 MP photo): scripts/bench_memory.py.
 """
@@ -56,14 +56,20 @@ GPU_PEAK_TFLOPS = {
 
 
 # ----------------------------------------------------------------------------------------------------- device
+AMX_BF16_FLOP_PER_CYCLE = 1024  # per core: a TDPBF16PS (16x16x32 = 8192 multiply-adds) every 16 cycles
+
+
 def cpu_info() -> dict:
     """CPU model, the vector flags that matter for speed, cores, clock and the derived peak.
 
     Peak FLOP/s = cores x clock x FLOP per cycle per core. FLOP per cycle: two 256-bit FMA pipes on AMD Zen 4
     (AVX-512 is executed as 2 x 256 bit) and on AVX2 cores = 2 x 8 fp32 lanes x 2 (multiply + add) = 32 fp32;
     cores with two full 512-bit FMA units (Intel server cores, Zen 5) = 64. bf16 with ``avx512_bf16``
-    (``VDPBF16PS``: two bf16 products summed into each fp32 lane) doubles that, AMX-BF16 is not modelled
-    (peak unknown, reported as null). Without native bf16, bf16 math is converted to fp32: the fp32 peak.
+    (``VDPBF16PS``: two bf16 products summed into each fp32 lane) doubles that. With AMX-BF16 (Intel Sapphire
+    Rapids and later) the tile unit's 1024 bf16 FLOP per cycle per core (Intel's figure: a ``TDPBF16PS`` of
+    16x16x32 multiply-adds every 16 cycles) is the bf16 peak; the clock read from /proc/cpuinfo is the base clock, so
+    turbo can push measured utilisation above the model. Without native bf16, bf16 math is converted to fp32:
+    the fp32 peak.
     """
     from vpd_lightning.utils.cpu import cpu_info as read_cpuinfo
 
@@ -82,7 +88,10 @@ def cpu_info() -> dict:
     peak = {}
     if fp32_per_cycle and mhz:
         peak["fp32"] = cores * mhz * 1e6 * fp32_per_cycle / 1e12
-        peak["bf16"] = peak["fp32"] * (2 if "avx512_bf16" in flags else 1) if "amx_bf16" not in flags else None
+        if "amx_bf16" in flags:
+            peak["bf16"] = cores * mhz * 1e6 * AMX_BF16_FLOP_PER_CYCLE / 1e12
+        else:
+            peak["bf16"] = peak["fp32"] * (2 if "avx512_bf16" in flags else 1)
     return {
         "cpu_model": model,
         "cpu_family": family,
@@ -90,11 +99,22 @@ def cpu_info() -> dict:
         "mhz": mhz,
         "vector_flags": vector,
         "native_bf16": native_bf16,
-        "kind": "AVX-512 + native bf16" if native_bf16 else ("AVX-512" if "avx512f" in flags else "AVX2 only"),
+        "kind": (
+            "AVX-512 + AMX-BF16"
+            if "amx_bf16" in flags
+            else "AVX-512 + native bf16"
+            if native_bf16
+            else ("AVX-512" if "avx512f" in flags else "AVX2 only")
+        ),
         "fp32_flop_per_cycle_per_core": fp32_per_cycle,
         "peak_tflops": peak,
         "peak_derivation": (
-            f"{cores} cores x {mhz} MHz x {fp32_per_cycle} fp32 FLOP/cycle (x2 for bf16 with avx512_bf16)"
+            f"{cores} cores x {mhz} MHz x {fp32_per_cycle} fp32 FLOP/cycle "
+            + (
+                f"(bf16: AMX-BF16, {AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle)"
+                if "amx_bf16" in flags
+                else "(x2 for bf16 with avx512_bf16)"
+            )
             if fp32_per_cycle and mhz
             else "unknown"
         ),
@@ -142,6 +162,7 @@ def build_model(
             compile=compile_mode,
             channels_last=channels_last,
             frozen_dtype=frozen_dtype,
+            finetune=args.finetune,
         )
         head = (
             functools.partial(VPDDepthHead)
@@ -253,6 +274,7 @@ def measure(args: argparse.Namespace, impl: str, precision: str, compile_mode: s
         results["device"] = "cpu"
         results["threads"] = torch.get_num_threads()
     results["unet_params_m"] = round(sum(p.numel() for p in model.backbone.unet.parameters()) / 1e6, 1)
+    results["trainable_params_m"] = round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 1)
     return results
 
 
@@ -267,6 +289,10 @@ def configurations(args) -> list[tuple[str, str, str, str]]:
             product = list(known)
             raise SystemExit(f"--configs: unknown {unknown}; the --precision x --compile x --layout product: {product}")
         configs = [configs[0]] + [known[name] for name in args.configs if name != "baseline"]
+    if not args.baseline:
+        configs = configs[1:]
+        if not configs:
+            raise SystemExit("--no-baseline leaves no configuration to run")
     return configs
 
 
@@ -281,8 +307,8 @@ def label(impl: str, precision: str, compile_mode: str, layout: str = "contiguou
 
 
 def add_rates(report: dict, flops: dict, cpu: dict) -> None:
-    """TFLOP/s, MFU and the ratios to the baseline, in place."""
-    base = report["configs"]["baseline"]
+    """TFLOP/s, MFU and the ratios to the reference configuration (the baseline unless --no-baseline), in place."""
+    base = report["configs"][report["reference"]]
     for row in report["configs"].values():
         if row["device"] == "cpu":
             peak = cpu["peak_tflops"].get(row["precision"][:4])  # bf16w: the bf16 peak
@@ -299,8 +325,9 @@ def add_rates(report: dict, flops: dict, cpu: dict) -> None:
 
 
 def print_table(report: dict) -> None:
-    phases = [p for p in ("train_step", "inference", "eval_image") if f"{p}_s" in report["configs"]["baseline"]]
-    header = ["config"] + [f"{p} s (x base, TFLOP/s, MFU)" for p in phases] + ["compile s", "peak GiB"]
+    ref = report["reference"]
+    phases = [p for p in ("train_step", "inference", "eval_image") if f"{p}_s" in report["configs"][ref]]
+    header = ["config"] + [f"{p} s (x {ref}, TFLOP/s, MFU)" for p in phases] + ["compile s", "peak GiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, row in report["configs"].items():
         cells = [name]
@@ -327,6 +354,19 @@ def main() -> None:
     parser.add_argument("--skip-eval", action="store_true", help="no paper-protocol evaluation")
     parser.add_argument(
         "--skip-train", action="store_true", help="no training step (e.g. SDXL at 1024^2 beyond a host's memory)"
+    )
+    parser.add_argument(
+        "--finetune",
+        choices=["full", "lora", "frozen"],
+        default="full",
+        help="which UNet weights the training step trains (backbone.finetune; with bf16w the frozen ones are bf16)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the explicit-softmax fp32 baseline first (--no-baseline: ratios against the first configuration, "
+        "e.g. where the baseline's attention maps do not fit the host's memory)",
     )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
@@ -388,11 +428,12 @@ def main() -> None:
             raise SystemExit(f"{name} run failed:\n{out.stderr[-4000:]}")
         report["configs"][name] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"[bench] {name}: {json.dumps(report['configs'][name])}", file=sys.stderr, flush=True)
+    report["reference"] = next(iter(report["configs"]))
     add_rates(report, flops, cpu)
-    ours = {k: v for k, v in report["configs"].items() if k != "baseline"}
+    ours = {k: v for k, v in report["configs"].items() if k != report["reference"]}
     if ours:
         for phase in ("train_step", "inference", "eval_image"):
-            if f"{phase}_s" in report["configs"]["baseline"]:
+            if f"{phase}_s" in report["configs"][report["reference"]]:
                 best = min(ours, key=lambda k: ours[k][f"{phase}_s"])
                 report[f"fastest_{phase}"] = {"config": best, "vs_baseline": ours[best][f"{phase}_vs_baseline"]}
     print_table(report)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Memory of one training step of the VPD depth recipe per fine-tuning mode and memory lever, side by side.
 
-SD-1.5-shaped UNet, VAE and depth head (random weights, ``vpd_lightning.memory.build_sd15_model``), a square
-image (512x512 by default), batch 1; each configuration runs in its own process (peak memory figures do not
-mix) and one run prints the whole table:
+Full-size UNet, VAE and depth head of a backbone family (SD-1.5 by default, ``--family``; random weights,
+``vpd_lightning.memory.build_sd15_model``), a square image (the family's native size by default), batch 1;
+each configuration runs in its own process (peak memory figures do not mix) and one run prints the whole table:
 
 - ``peak``: CUDA max allocated on a GPU, else the peak RSS of the process (``ru_maxrss``);
 - ``static``: bytes of parameters, buffers, gradients and optimizer state, counted exactly
@@ -19,6 +19,7 @@ mix) and one run prints the whole table:
     python scripts/bench_memory.py --predict --image-size 4000x3000  # inference: Predictor on a 12 MP photo
     python scripts/bench_memory.py --presets                         # memory= presets (single, multi-task)
     python scripts/bench_memory.py --presets --family sdxl           # ... fitted for another backbone family
+    python scripts/bench_memory.py --family sd21 --configs lora      # another family's training step, 768x768
 
 Full-size runs hold ~15 GB each; on a shared machine run them under a lock: ``flock /tmp/fullsize.lock python
 scripts/bench_memory.py``. Figures: docs/benchmarks.md.
@@ -111,7 +112,7 @@ def measure_training(name: str, args: argparse.Namespace) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(0)
-    cfg = _compose(CONFIGS[name])
+    cfg = _compose([*CONFIGS[name], f"backbone={args.family}"])
     model = build_sd15_model(cfg, "cpu", _components(args)).to(device).train()
     optimizer = model.optimizer_factory(params=model.parameter_groups())
     kind = optimizer_kind(cfg.model.optimizer._target_)
@@ -192,13 +193,15 @@ def preset_table(family: str = "sd15") -> str:
     per-GPU batch x accumulation the run-time check fits (``vpd_lightning.memory.fit_preset``) or the refusal."""
     from pathlib import Path
 
+    from omegaconf import OmegaConf
+
     from vpd_lightning.config import CONFIG_DIR
     from vpd_lightning.memory import MemoryPresetError, build_sd15_model, count_training_bytes, fit_preset
 
     presets = sorted((p.stem for p in (Path(CONFIG_DIR) / "memory").glob("*.yaml")), key=lambda n: -int(n[3:]))
     lines = [
         "| preset | task | finetune | batch x accum | trainable params | params + grads + optimizer (counted) "
-        f"| activations ({'measured' if family == 'sd15' else 'scaled'}) | total | target |",
+        "| activations (measured; scaled: SD-1.5's x activation_scale) | total | target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for preset in presets:
@@ -206,19 +209,21 @@ def preset_table(family: str = "sd15") -> str:
             cfg = _compose([f"task={task}", f"memory={preset}", f"backbone={family}"])
             model = build_sd15_model(cfg)
             params = count_training_bytes(model).trainable_params / 1e6
+            figures = cfg.memory.activations_gb_per_image
+            scaled = "" if OmegaConf.is_dict(figures) and family in figures else " scaled"
             try:
                 fit = fit_preset(cfg, model)
             except MemoryPresetError as err:
                 lines.append(
                     f"| {preset} | {task} | {cfg.finetune.mode} | refused | {params:.1f} M | {err.state / 1e9:.2f} GB "
-                    f"| {err.activations_per_image / 1e9:.2f} GB (batch 1) | "
+                    f"| {err.activations_per_image / 1e9:.2f} GB{scaled} (batch 1) | "
                     f"{(err.state + err.activations_per_image) / 1e9:.2f} GB | {cfg.memory.budget_gb} GB |"
                 )
                 continue
             acts = fit.activations_per_image * fit.batch
             lines.append(
                 f"| {preset} | {task} | {cfg.finetune.mode} | {fit.batch} x {fit.accumulate} | {params:.1f} M | "
-                f"{fit.state / 1e9:.2f} GB | {acts / 1e9:.2f} GB | {fit.needed / 1e9:.2f} GB | "
+                f"{fit.state / 1e9:.2f} GB | {acts / 1e9:.2f} GB{scaled} | {fit.needed / 1e9:.2f} GB | "
                 f"{cfg.memory.budget_gb} GB |"
             )
     return "\n".join(lines)
@@ -230,7 +235,13 @@ def multitask_preset_table() -> str:
     from pathlib import Path
 
     from vpd_lightning.config import CONFIG_DIR
-    from vpd_lightning.memory import activation_images, build_sd15_model, count_training_bytes, optimizer_kind
+    from vpd_lightning.memory import (
+        activation_images,
+        build_sd15_model,
+        count_training_bytes,
+        optimizer_kind,
+        preset_activations_per_image,
+    )
 
     presets = sorted((p.stem for p in (Path(CONFIG_DIR) / "memory").glob("*.yaml")), key=lambda n: -int(n[3:]))
     tasks = ("depth", "segmentation", "referring")
@@ -242,7 +253,7 @@ def multitask_preset_table() -> str:
     for preset in presets:
         cfg = _compose(["experiment=multitask_vpd", f"memory={preset}"], task="multitask")
         count = count_training_bytes(build_sd15_model(cfg), optimizer_kind(cfg.memory.optimizer))
-        acts = cfg.memory.activations_gb_per_image * activation_images(cfg)
+        acts = preset_activations_per_image(cfg.memory, "sd15") / 1e9 * activation_images(cfg)
         batches = " / ".join(f"{cfg.data[t].batch_size} x {cfg.multitask.accumulate[t]}" for t in tasks)
         lines.append(
             f"| {preset} | {cfg.finetune.mode} | {batches} | {count.trainable_params / 1e6:.1f} M | "
@@ -255,7 +266,12 @@ def multitask_preset_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--size", type=int, default=512, help="square training image side (multiple of 64)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="square training image side (multiple of 64; default: the family's native)",
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="timed steps after the warm-up step")
     parser.add_argument("--predict", action="store_true", help="measure Predictor (depth) instead of training")
@@ -263,12 +279,21 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], help="--predict: inference weight types")
     parser.add_argument("--window-batch", type=int, default=1, help="--predict: windows per forward")
     parser.add_argument("--presets", action="store_true", help="print the memory= preset table (meta device)")
-    parser.add_argument("--family", default="sd15", help="--presets: backbone family (sd15, sd21, sd21_base, sdxl)")
+    parser.add_argument(
+        "--family",
+        default="sd15",
+        choices=["sd15", "sd21", "sd21_base", "sdxl"],
+        help="backbone family of the training step and of --presets (full-size shapes, random weights)",
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny UNet/VAE: check the script, not memory")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.size is None:
+        from vpd_lightning.backbone.families import FAMILIES
+
+        args.size = FAMILIES[args.family].native_size
     if args.presets:
         print(preset_table(args.family))
         print()
@@ -289,6 +314,8 @@ def main() -> None:
     report = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "device": device,
+        "family": args.family,
+        "size": args.size,
         "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
         "threads": args.threads or torch.get_num_threads(),

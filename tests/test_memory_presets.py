@@ -46,13 +46,14 @@ def test_preset_fits_its_budget(preset, task):
     assert next(model.parameters()).is_meta
     count = count_training_bytes(model, optimizer_kind(cfg.model.optimizer._target_))
     # activations measured at full size by scripts/bench_memory.py (docs/benchmarks.md), per 512^2 image
-    activations = memory.activations_gb_per_image * 1e9 * cfg.data.batch_size
+    per_image = memory.activations_gb_per_image["sd15"] * 1e9
+    activations = per_image * cfg.data.batch_size
     assert activation_images(cfg) == cfg.data.batch_size
     assert count.total + activations <= memory.budget_gb * 1e9, (count.as_dict(), activations)
     # the run-time check (train applies it) keeps the preset's batch for SD-1.5 and counts the same bytes
     fit = fit_preset(cfg, model)
     assert (fit.batch, fit.accumulate) == (cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
-    assert fit.state == count.total and fit.activations_per_image == int(memory.activations_gb_per_image * 1e9)
+    assert fit.state == count.total and fit.activations_per_image == int(per_image)
 
 
 def test_presets_use_their_levers():
@@ -155,15 +156,17 @@ def _fit(family, task, preset):
 
 
 def test_family_presets_fit_the_batch_or_refuse():
-    """SD 2.1 at 768^2 (2.25x SD-1.5's activations per image): memory=gpu24 keeps the global batch (3) at per-GPU
-    batch 1 x 3; SDXL at 1024^2 (6.9x): memory=gpu80 fits one image per step, memory=gpu24's full fine-tuning
-    does not hold even one and is refused, naming family, preset, bytes and budget and the LoRA alternative."""
+    """SD 2.1 at 768^2 (its measured figure in the preset): memory=gpu24 keeps the global batch (3) at per-GPU
+    batch 1 x 3; SDXL at 1024^2 (not measured: SD-1.5's figure x 6.9): memory=gpu80 fits one image per step,
+    memory=gpu24's full fine-tuning does not hold even one and is refused, naming family, preset, bytes and budget
+    and the LoRA alternative."""
     cfg, fit = _fit("sd21", "depth", "gpu24")
-    per_image = int(cfg.memory.activations_gb_per_image * FAMILIES["sd21"].activation_scale * 1e9)
+    per_image = int(cfg.memory.activations_gb_per_image["sd21"] * 1e9)
     assert fit.activations_per_image == per_image and (fit.batch, fit.accumulate) == (1, 3)
     # the largest divisor of the paper's 3 that fits: 1 fits, 3 does not
     assert fit.state + per_image <= 24e9 < fit.state + 3 * per_image
     cfg, fit = _fit("sdxl", "depth", "gpu80")
+    assert fit.activations_per_image == int(cfg.memory.activations_gb_per_image["sd15"] * 6.9 * 1e9)
     assert (fit.batch, fit.accumulate) == (1, 3) and fit.needed <= 80e9 < fit.state + 3 * fit.activations_per_image
     assert fit.state > 41.5e9  # 2.57 B trainable parameters: fp32 weights, gradients and two AdamW states
     with pytest.raises(MemoryPresetError) as err:
@@ -232,7 +235,7 @@ def test_preset_fits_its_budget_with_all_three_tasks(preset):
     assert referring.trainable_params < count.trainable_params < referring.trainable_params + unet // 20
     images = activation_images(cfg)
     assert images == max(cfg.memory.batch[t] for t in PAPER_BATCH)
-    activations = cfg.memory.activations_gb_per_image * 1e9 * images
+    activations = cfg.memory.activations_gb_per_image["sd15"] * 1e9 * images
     assert count.total + activations <= cfg.memory.budget_gb * 1e9, (count.as_dict(), activations)
 
 
