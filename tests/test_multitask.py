@@ -307,9 +307,24 @@ def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_p
     assert type(trained).__name__ == "MultiTaskModel"
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad(), trained.variant("segmentation"):
-        want = trained.tasks["segmentation"].predict_logits(x).argmax(1)[0].numpy()
+        logits = trained.tasks["segmentation"].predict_logits(x)[0]
+    want = logits.argmax(0).numpy()
     got = Predictor.from_pretrained(ckpt, task="segmentation")(image)
-    assert np.array_equal(got, want)
+    # The two paths run the same weights through the same layers, but the kernels may sum in another order (the
+    # cut model is a new module on other memory), so a label may flip only where two classes tie to rounding: the
+    # gap between the multi-task model's best logit and the Predictor's choice must stay within float32's bound
+    # for every layer's largest reduction, passed through all of them (a real mismatch flips many pixels by far
+    # more).
+    layers = [m for m in trained.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    reduction = max(m.in_features if isinstance(m, torch.nn.Linear) else m.weight[0].numel() for m in layers)
+    bound = float32_rtol(reduction, passes=len(layers)) * float(logits.abs().max())
+
+    def assert_same_labels(got: np.ndarray) -> None:
+        chosen = logits.gather(0, torch.from_numpy(got).long()[None])[0]
+        gap = (logits.max(0).values - chosen).numpy()
+        assert (got != want).mean() <= 0.01 and gap.max() <= bound, ((got != want).sum(), gap.max(), bound)
+
+    assert_same_labels(got)
     with torch.no_grad(), trained.variant("depth"):
         depth_ref = trained.tasks["depth"](torch.zeros(1, 3, 48, 48), torch.tensor([0]))
     depth_model = load_model(ckpt, task="depth")
@@ -326,13 +341,13 @@ def test_two_tasks_fit_evaluate_predict_export_and_cut(roots, tiny_sd_dir, tmp_p
     # one exported folder serves both tasks
     folder = export_model(trained, tmp_path / "export")
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
-    assert np.array_equal(Predictor.from_pretrained(folder, task="segmentation")(image), want)
+    assert_same_labels(Predictor.from_pretrained(folder, task="segmentation")(image))
     assert Predictor.from_pretrained(folder, task="depth")(image).shape == (48, 64)
 
     # cut down to a single-task checkpoint: the segmentation model alone, predicting the same
     cut = cut_checkpoint(ckpt, tmp_path / "seg.ckpt", "segmentation")
     assert not any(k.startswith(("tasks.", "log_vars")) for k in read_checkpoint(cut)["state_dict"])
-    assert np.array_equal(Predictor.from_pretrained(cut)(image), want)
+    assert_same_labels(Predictor.from_pretrained(cut)(image))
 
 
 def test_three_tasks_fit_evaluate_predict_export(roots, tiny_sd_dir, tmp_path):
