@@ -112,7 +112,8 @@ def _rows(run_dir: Path, prefix: str) -> list[dict]:
     return [r for r in rows if r]
 
 
-@pytest.mark.parametrize("task", ["depth", "segmentation"])
+# segmentation: slow (54 s on a 2.0 GHz 2-core host); depth keeps the DDP contract in the default suite
+@pytest.mark.parametrize("task", ["depth", pytest.param("segmentation", marks=pytest.mark.slow)])
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(
     task, nyu_root, ade_root, tiny_sd_dir, tmp_path
 ):

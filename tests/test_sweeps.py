@@ -47,6 +47,7 @@ def readme_optuna_space() -> list[str]:
     return [a for a in args[args.index("vpd_lightning.train") + 1 :] if "(" in a]
 
 
+@pytest.mark.slow  # 15 s; a failing job in a grid multirun stays in the default suite
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(nyu_root, tiny_sd_dir, tmp_path):
     """Trial 1 of 3 fails (a test callback raises in its training step): the search runs the other two, exits 0
     and writes the best completed trial and the failed one. The search space narrowed with the README's form."""

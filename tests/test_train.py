@@ -153,6 +153,7 @@ def test_every_task_composes_with_the_paper_recipe(task):
     assert cfg.backbone.attention == ("none" if task == "depth" else "a32")
 
 
+@pytest.mark.slow  # 15 s; tests/test_sweeps.py runs multiruns in the default suite
 def test_sweep_config_runs_a_multirun(nyu_root, tiny_sd_dir, tmp_path):
     args = [a for a in common(nyu_root, tiny_sd_dir, tmp_path) if not a.startswith("paths.output_dir")]
     result = run_train([*args, "debug=fdr", "sweep=latent_scaling", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
