@@ -77,7 +77,8 @@ def cpu_info() -> dict:
     flags, model, mhz, family = info["flags"], info["model"], info["mhz"], info["family"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     vector = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "avx_vnni"))
-    native_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    amx = "amx_bf16" in flags
+    native_bf16 = "avx512_bf16" in flags or amx
     if "avx512f" in flags:
         # AMD before Zen 5 (family 0x19) double-pumps 256-bit units; others have two 512-bit FMA units
         fp32_per_cycle = 32 if ("AMD" in model and family == 0x19) else 64
@@ -85,13 +86,21 @@ def cpu_info() -> dict:
         fp32_per_cycle = 32
     else:
         fp32_per_cycle = None
-    peak = {}
+    if amx:
+        kind, bf16_per_cycle, bf16_note = "AVX-512 + AMX-BF16", AMX_BF16_FLOP_PER_CYCLE, "AMX-BF16"
+    elif native_bf16:
+        kind, bf16_per_cycle, bf16_note = "AVX-512 + native bf16", 2 * (fp32_per_cycle or 0), "avx512_bf16: x2"
+    else:
+        kind = "AVX-512" if "avx512f" in flags else "AVX2 only"
+        bf16_per_cycle, bf16_note = fp32_per_cycle, "converted to fp32"
+    peak, derivation = {}, "unknown"
     if fp32_per_cycle and mhz:
         peak["fp32"] = cores * mhz * 1e6 * fp32_per_cycle / 1e12
-        if "amx_bf16" in flags:
-            peak["bf16"] = cores * mhz * 1e6 * AMX_BF16_FLOP_PER_CYCLE / 1e12
-        else:
-            peak["bf16"] = peak["fp32"] * (2 if "avx512_bf16" in flags else 1)
+        peak["bf16"] = cores * mhz * 1e6 * bf16_per_cycle / 1e12
+        derivation = (
+            f"{cores} cores x {mhz} MHz x {fp32_per_cycle} fp32 FLOP/cycle "
+            f"(bf16: {bf16_note}, {bf16_per_cycle} FLOP/cycle)"
+        )
     return {
         "cpu_model": model,
         "cpu_family": family,
@@ -99,25 +108,10 @@ def cpu_info() -> dict:
         "mhz": mhz,
         "vector_flags": vector,
         "native_bf16": native_bf16,
-        "kind": (
-            "AVX-512 + AMX-BF16"
-            if "amx_bf16" in flags
-            else "AVX-512 + native bf16"
-            if native_bf16
-            else ("AVX-512" if "avx512f" in flags else "AVX2 only")
-        ),
+        "kind": kind,
         "fp32_flop_per_cycle_per_core": fp32_per_cycle,
         "peak_tflops": peak,
-        "peak_derivation": (
-            f"{cores} cores x {mhz} MHz x {fp32_per_cycle} fp32 FLOP/cycle "
-            + (
-                f"(bf16: AMX-BF16, {AMX_BF16_FLOP_PER_CYCLE} FLOP/cycle)"
-                if "amx_bf16" in flags
-                else "(x2 for bf16 with avx512_bf16)"
-            )
-            if fp32_per_cycle and mhz
-            else "unknown"
-        ),
+        "peak_derivation": derivation,
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import re
 import sys
 import types
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from vpd_lightning.backbone import DiffusionBackbone, load_text_encoder
 from vpd_lightning.convert import (
@@ -327,12 +327,7 @@ def test_unreadable_files(tiny_sd_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------------- CLI
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "convert_vpd_checkpoint", REPO / "scripts" / "convert_vpd_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("convert_vpd_checkpoint")
 
 
 def test_cli_builds_the_configured_model_and_converts(tiny_sd_dir, tmp_path, capsys):

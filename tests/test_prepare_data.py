@@ -3,7 +3,6 @@ file written with h5py under the real variable names, SBD's MATLAB v5 structs)."
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 import zipfile
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from script_loader import load_script
 
 from vpd_lightning.data.prepare import PrepareError, extract
 
@@ -20,10 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "scripts" / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("prepare_data").main
 
 
 def zip_tree(path: Path, tree: Path, prefix: str, keep=lambda rel: True) -> Path:
